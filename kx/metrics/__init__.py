@@ -1,0 +1,3 @@
+"""Metrics: MultiMetric, shared-state ClassificationMetrics and what Keras lacks."""
+
+__all__ = []

@@ -1,0 +1,7 @@
+"""kx.CustomModel (being written)."""
+
+import keras
+
+
+class CustomModel(keras.Model):
+    pass

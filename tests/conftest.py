@@ -1,0 +1,46 @@
+"""Shared test set-up: one backend per run (KERAS_BACKEND), seeded, with tolerances in one place."""
+
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+# Derandomized so that CI is reproducible; deadline off because the first call of a
+# backend op compiles.
+settings.register_profile(
+    "kx",
+    max_examples=20,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+settings.load_profile("kx")
+
+BACKEND = keras.backend.backend()
+
+# float32 tolerances used across the suite.
+RTOL = 1e-5
+ATOL = 1e-6
+
+
+def assert_close(actual, expected, rtol=RTOL, atol=ATOL, err_msg=""):
+    """`np.testing.assert_allclose` on backend tensors or NumPy values."""
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(actual) if not isinstance(actual, (float, int)) else actual,
+        expected,
+        rtol=rtol,
+        atol=atol,
+        err_msg=err_msg,
+    )
+
+
+@pytest.fixture(autouse=True)
+def _seed_and_clear():
+    keras.utils.set_random_seed(1234)
+    yield
+    keras.backend.clear_session()
