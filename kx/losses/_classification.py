@@ -1,0 +1,3 @@
+"""Re-exports of this family's public losses (flattened into kx/losses/__init__.py later)."""
+
+__all__ = []
