@@ -1,0 +1,14 @@
+"""The only place kx reaches into Keras internals (names outside the public `keras` API).
+
+Keeping them here means a Keras upgrade that moves one of them breaks one import, not a search.
+"""
+
+from keras.src.backend import compute_output_spec  # noqa: F401,E402
+from keras.src.losses.loss import (  # noqa: F401
+    scale_loss_for_distribution,
+    unscale_loss_for_distribution,
+)
+from keras.src.trainers.data_adapters.array_slicing import (  # noqa: F401
+    train_validation_split,
+)
+from keras.src.utils.python_utils import pythonify_logs  # noqa: F401
