@@ -1,3 +1,8 @@
-"""Re-exports of this family's public losses (flattened into kx/losses/__init__.py later)."""
+"""Re-exports of the segmentation losses: overlap losses (`overlap.py`) and Lovasz losses
+(`lovasz.py`)."""
 
-__all__ = []
+from kx.losses import lovasz, overlap
+from kx.losses.lovasz import *  # noqa: F401,F403
+from kx.losses.overlap import *  # noqa: F401,F403
+
+__all__ = [*overlap.__all__, *lovasz.__all__]
