@@ -31,6 +31,7 @@ __all__ = [
     "log_sigmoid_pair",
     "one_hot",
     "prepare",
+    "safe_pow",
     "set_mask",
 ]
 
@@ -177,6 +178,17 @@ def log_probs(y_pred, from_logits, axis=-1):
     eps = keras.config.epsilon()
     p = y_pred / ops.sum(y_pred, axis=axis, keepdims=True)
     return ops.log(ops.clip(p, eps, 1.0 - eps))
+
+
+def safe_pow(base, exponent):
+    """`base ** exponent` for `base >= 0` and a Python float exponent, with finite gradients at
+    `base == 0` (where `x ** 0.5` has an infinite derivative and `0 ** 0` a NaN one)."""
+    if exponent == 0:
+        return ops.ones_like(base)
+    if exponent == 1:
+        return base
+    positive = ops.greater(base, 0.0)
+    return ops.where(positive, ops.power(ops.where(positive, base, 1.0), exponent), 0.0)
 
 
 def one_hot(labels, num_classes):

@@ -1,0 +1,142 @@
+"""Poly-1 loss (Leng et al., ICLR 2022): cross-entropy or focal plus `epsilon * (1 - p_t)`."""
+
+import numbers
+
+import keras
+from keras import ops
+
+from kx.losses import _utils
+from kx.losses.combined import LossArithmetic
+from kx.losses.crossentropy import sparse_log_probs
+from kx.losses.focal import check_gamma
+
+__all__ = ["PolyLoss", "poly_loss"]
+
+_PACKAGE = "kx"
+_BASES = ("ce", "focal")
+
+
+def _check_epsilon(epsilon, loss_name):
+    if not isinstance(epsilon, numbers.Real) or isinstance(epsilon, bool):
+        raise TypeError(
+            f"{loss_name}: expected `epsilon` to be a number (may be negative, >= -1 keeps the "
+            f"loss non-negative). Received: epsilon={epsilon!r}"
+        )
+    return float(epsilon)
+
+
+def _check_base(base, loss_name):
+    if base not in _BASES:
+        raise ValueError(
+            f"{loss_name}: expected `base` to be one of {list(_BASES)}. Received: base={base!r}"
+        )
+    return base
+
+
+def poly_loss(
+    y_true, y_pred, *, epsilon=1.0, base="ce", gamma=2.0, sparse=True, from_logits=False
+):
+    """Poly-1 loss: the first polynomial term of the base loss, re-weighted by `epsilon`.
+
+    Formula:
+
+    ```python
+    p_t = sum(one_hot(y_true) * p, axis=-1)
+    loss = crossentropy + epsilon * (1 - p_t)                                 # base="ce"
+    loss = focal(gamma) + epsilon * (1 - p_t) ** (gamma + 1)                  # base="focal"
+    ```
+
+    `epsilon=0` gives the base loss. The focal base is the softmax focal cross-entropy
+    `-sum(y * (1 - p) ** gamma * log(p))`.
+
+    Args:
+        y_true: integer labels (`sparse=True`) or one-hot targets.
+        y_pred: probabilities or logits, classes on the last axis.
+        epsilon: weight of the polynomial term. Defaults to `1.0`.
+        base: `"ce"` or `"focal"`. Defaults to `"ce"`.
+        gamma: focusing parameter of the focal base. Defaults to `2.0`.
+        sparse: whether `y_true` holds integer labels. Defaults to `True`.
+        from_logits: whether `y_pred` holds logits. Defaults to `False`.
+
+    Returns:
+        Per-sample losses, shape `y_pred.shape[:-1]`.
+
+    Example:
+
+    >>> import kx
+    >>> loss = kx.losses.poly_loss([0], [[0.5, 0.5]], epsilon=1.0)
+    >>> round(float(loss[0]), 4)
+    1.1931
+    """
+    loss_name = "poly_loss"
+    epsilon = _check_epsilon(epsilon, loss_name)
+    base = _check_base(base, loss_name)
+    gamma = check_gamma(gamma, loss_name)
+    if sparse:
+        labels, log_p = sparse_log_probs(y_true, y_pred, from_logits, loss_name)
+        target = _utils.one_hot(labels, log_p.shape[-1])
+    else:
+        target, y_pred = _utils.prepare(y_true, y_pred)
+        target, y_pred = _utils.check_same_shape(target, y_pred, loss_name)
+        if not from_logits:
+            y_pred = _utils.check_probabilities(y_pred, loss_name)
+        log_p = _utils.log_probs(y_pred, from_logits)
+    p = ops.exp(log_p)
+    one_minus_pt = ops.maximum(1.0 - ops.sum(target * p, axis=-1), 0.0)
+    if base == "ce":
+        return -ops.sum(target * log_p, axis=-1) + epsilon * one_minus_pt
+    focal = -ops.sum(target * _utils.safe_pow(1.0 - p, gamma) * log_p, axis=-1)
+    return focal + epsilon * _utils.safe_pow(one_minus_pt, gamma + 1.0)
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class PolyLoss(LossArithmetic, keras.losses.Loss):
+    """Poly-1 loss (Leng et al., ICLR 2022) over cross-entropy or focal loss.
+
+    See `kx.losses.poly_loss` for the formula.
+
+    Args:
+        epsilon: weight of the polynomial term. Defaults to `1.0`.
+        base: `"ce"` or `"focal"`. Defaults to `"ce"`.
+        gamma: focusing parameter of the focal base. Defaults to `2.0`.
+        sparse: whether `y_true` holds integer labels. Defaults to `True`.
+        from_logits: whether `y_pred` holds logits. Defaults to `False`.
+        reduction: as for `keras.losses.Loss`. Defaults to `"sum_over_batch_size"`.
+        name: Defaults to `"poly_loss"`.
+        dtype: as for `keras.losses.Loss`. Defaults to `None`.
+
+    Example:
+
+    >>> import kx
+    >>> loss = kx.losses.PolyLoss(epsilon=2.0, base="focal", gamma=1.0)
+    >>> round(float(loss([1], [[0.5, 0.5]])), 4)
+    0.8466
+    """
+
+    def __init__(
+        self, epsilon=1.0, base="ce", gamma=2.0, sparse=True, from_logits=False,
+        reduction="sum_over_batch_size", name="poly_loss", dtype=None,
+    ):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        owner = type(self).__name__
+        self.epsilon = _check_epsilon(epsilon, owner)
+        self.base = _check_base(base, owner)
+        self.gamma = check_gamma(gamma, owner)
+        self.sparse = bool(sparse)
+        self.from_logits = bool(from_logits)
+
+    def call(self, y_true, y_pred):
+        return poly_loss(
+            y_true, y_pred, epsilon=self.epsilon, base=self.base, gamma=self.gamma,
+            sparse=self.sparse, from_logits=self.from_logits,
+        )
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "epsilon": self.epsilon,
+            "base": self.base,
+            "gamma": self.gamma,
+            "sparse": self.sparse,
+            "from_logits": self.from_logits,
+        }
