@@ -1,3 +1,27 @@
-"""Metrics: MultiMetric, shared-state ClassificationMetrics and what Keras lacks."""
+"""Metrics: MultiMetric, shared-state ClassificationMetrics, what Keras lacks, Python metrics."""
 
-__all__ = []
+from kx.metrics.classification import (
+    BalancedAccuracy,
+    ClassificationMetrics,
+    CohenKappa,
+    ConfusionMatrix,
+    MatthewsCorrelation,
+    NegativePredictiveValue,
+    Specificity,
+)
+from kx.metrics.multi import MultiMetric
+from kx.metrics.python_metric import AveragePrecision, PythonMetric, RocAuc
+
+__all__ = [
+    "AveragePrecision",
+    "BalancedAccuracy",
+    "ClassificationMetrics",
+    "CohenKappa",
+    "ConfusionMatrix",
+    "MatthewsCorrelation",
+    "MultiMetric",
+    "NegativePredictiveValue",
+    "PythonMetric",
+    "RocAuc",
+    "Specificity",
+]
