@@ -272,6 +272,8 @@ def _as_labels(y, arg):
     else:
         if hasattr(y, "detach"):  # torch tensors that require grad refuse np.asarray
             y = y.detach().cpu()
+        elif hasattr(y, "toarray"):  # scipy sparse matrices
+            y = y.toarray()
         a = np.asarray(y)
     if a.ndim == 0:
         raise ValueError(
