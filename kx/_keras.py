@@ -8,6 +8,11 @@ from keras.src.losses.loss import (  # noqa: F401
     scale_loss_for_distribution,
     unscale_loss_for_distribution,
 )
+from keras.src.losses.losses import LossFunctionWrapper  # noqa: F401,E402
+from keras.src.models.functional import Functional  # noqa: F401,E402
+from keras.src.models.model import Trainer as BackendTrainer  # noqa: F401,E402
+from keras.src.models.model import functional_init_arguments  # noqa: F401,E402
+from keras.src.saving.object_registration import GLOBAL_CUSTOM_NAMES  # noqa: F401,E402
 from keras.src.trainers.data_adapters.array_slicing import (  # noqa: F401
     train_validation_split,
 )

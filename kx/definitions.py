@@ -6,6 +6,8 @@ targets and outputs at every step.
 
 import keras
 
+from kx import _keras
+
 __all__ = ["ExtendedLoss", "ExtendedMetric", "LossDefinition", "MetricDefinition"]
 
 _PACKAGE = "kx"
@@ -226,11 +228,11 @@ def _get_loss(loss, owner):
             fn = keras.losses.get(loss)
         except ValueError as e:
             raise ValueError(f"{owner}: unknown Keras loss identifier {loss!r}.") from e
-        return fn if isinstance(fn, keras.losses.Loss) else keras.losses.LossFunctionWrapper(
+        return fn if isinstance(fn, keras.losses.Loss) else _keras.LossFunctionWrapper(
             fn, name=loss
         )
     if callable(loss):
-        return keras.losses.LossFunctionWrapper(loss, name=getattr(loss, "__name__", None))
+        return _keras.LossFunctionWrapper(loss, name=getattr(loss, "__name__", None))
     raise TypeError(
         f"{owner}: expected `loss` to be a keras.losses.Loss, a loss function or a Keras loss "
         f"identifier. Received: loss={loss!r}"

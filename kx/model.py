@@ -53,6 +53,26 @@ class CustomModel(TrainStep, keras.Model):
     _kx = None  # CompiledDefinitions when compiled with definitions, else None
     _kx_compile_args = None
 
+    # -- construction ----------------------------------------------------------------------------
+    # Keras makes a Model subclass functional by rewriting the `__bases__` of every class up to
+    # `Model` (inject_functional_model_class), after which `CustomModel` could no longer be
+    # subclassed without inputs. Instead, a functional CustomModel gets its own cached subclass
+    # that also derives from Functional; `isinstance(m, kx.CustomModel)` and saving are unchanged.
+
+    def __new__(cls, *args, **kwargs):
+        if _keras.functional_init_arguments(args, kwargs) and not issubclass(
+            cls, _keras.Functional
+        ):
+            cls = _functional_variant(cls)
+        return super().__new__(cls, *args, **kwargs)
+
+    def __init__(self, *args, **kwargs):
+        if _keras.functional_init_arguments(args, kwargs):
+            _keras.BackendTrainer.__init__(self)  # what keras.Model.__init__ does first
+            _keras.Functional.__init__(self, *args, **kwargs)
+        else:
+            super().__init__(*args, **kwargs)
+
     # -- compile ---------------------------------------------------------------------------------
 
     def compile(
@@ -292,6 +312,19 @@ class CustomModel(TrainStep, keras.Model):
                 self._kx.update_metrics, self, x, y, y_pred, sample_weight
             )
         self._kx.built = True
+
+
+_FUNCTIONAL_VARIANTS = {}
+
+
+def _functional_variant(cls):
+    if cls not in _FUNCTIONAL_VARIANTS:
+        variant = type(cls.__name__, (cls, _keras.Functional), {"__module__": cls.__module__})
+        variant.__qualname__ = cls.__qualname__
+        # Saved under the name of the class the user wrote, so load_model finds that class.
+        _keras.GLOBAL_CUSTOM_NAMES[variant] = keras.saving.get_registered_name(cls)
+        _FUNCTIONAL_VARIANTS[cls] = variant
+    return _FUNCTIONAL_VARIANTS[cls]
 
 
 def spec_is_global(class_weight):
