@@ -225,7 +225,8 @@ class DataGenerator(keras.utils.PyDataset):
             self._counts = counts
             self._groups = [np.flatnonzero(self._inverse == c) for c in range(len(classes))]
         self._order_cache = None
-        self._size = len(self._order(0, check_size=False))
+        self._size = None  # samples per epoch, fixed by epoch 0's draw
+        self._order(0)
         if len(self) == 0:
             raise ValueError(
                 f"DataGenerator: no batch left: {self._size} samples per epoch with "
@@ -333,7 +334,7 @@ class DataGenerator(keras.utils.PyDataset):
         """Advances the epoch number, which re-draws the order (and sampling)."""
         self.epoch += 1
 
-    def _order(self, epoch, check_size=True):
+    def _order(self, epoch):
         cached = self._order_cache
         if cached is not None and cached[0] == (self.seed, epoch):
             return cached[1]
@@ -357,7 +358,9 @@ class DataGenerator(keras.utils.PyDataset):
             idx = rng.permutation(idx)
         elif self.sampler is not None:
             idx = np.sort(idx)
-        if check_size and len(idx) != self._size:
+        if self._size is None:
+            self._size = len(idx)
+        elif len(idx) != self._size:
             raise ValueError(
                 f"DataGenerator: the sampler returned {len(idx)} indices for epoch {epoch}, but "
                 f"{self._size} for epoch 0; it must return the same number every epoch."
