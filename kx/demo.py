@@ -45,8 +45,9 @@ def build_model():
 
 class _EpochPrinter(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
-        train = "  ".join(f"{k}={v:.4f}" for k, v in sorted(logs.items()) if not k.startswith("val_"))
-        val = "  ".join(f"{k}={v:.4f}" for k, v in sorted(logs.items()) if k.startswith("val_"))
+        items = sorted(logs.items())
+        train = "  ".join(f"{k}={v:.4f}" for k, v in items if not k.startswith("val_"))
+        val = "  ".join(f"{k}={v:.4f}" for k, v in items if k.startswith("val_"))
         print(f"epoch {epoch + 1:2d}  {train}\n          {val}")
 
 
