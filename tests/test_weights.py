@@ -51,6 +51,7 @@ def reference(counts, method, beta=0.999):
 def small_chunks(monkeypatch):
     """Forces many chunks so that chunk boundaries are exercised on small arrays."""
     monkeypatch.setattr(kx_weights, "_CHUNK", 7)
+    monkeypatch.setattr(kx_weights, "_SAMPLE", 3)
 
 
 # --------------------------------------------------------------- scikit-learn's own cases
@@ -373,7 +374,18 @@ def test_chunked_counting_equals_unchunked(small_chunks):
     assert kx.class_weights(one_hot) == kx.class_weights(one_hot.argmax(-1))
 
 
-def test_wide_label_range_uses_unique():
+def test_labels_missing_from_the_sample_are_found(small_chunks):
+    rng = np.random.default_rng(8)
+    y = rng.choice(["ant", "bee", "cow", "dog", "eel"], 200, p=[0.6, 0.3, 0.07, 0.02, 0.01])
+    y[-1] = "zebra"  # only in the last chunk
+    sw = rng.random(200)
+    assert kx.class_weights(y, sample_weight=sw) == pytest.approx(sk_balanced(y, sw), rel=RTOL)
+    close(kx.sample_weights(y), compute_sample_weight("balanced", y))
+    floats = rng.choice([0.5, 1.5, 2.5], 100)
+    assert kx.class_weights(floats) == pytest.approx(sk_balanced(floats), rel=RTOL)
+
+
+def test_wide_label_range_skips_bincount():
     y = np.asarray([10**12, 5, 5, -(10**12)])
     assert kx.class_weights(y) == sk_balanced(y)
     close(kx.sample_weights(y), compute_sample_weight("balanced", y))
