@@ -381,9 +381,9 @@ def test_balanced_sampling_raises_minority_recall(imbalanced_digits):
     for sampler in (None, "oversample"):
         keras.utils.set_random_seed(0)
         model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(1)])
-        model.compile(keras.optimizers.SGD(0.05), keras.losses.BinaryCrossentropy(from_logits=True))
-        gen = kx.DataGenerator(x, y.astype("float32"), batch_size=64, seed=0, sampler=sampler)
-        model.fit(gen, epochs=3, verbose=0)
+        model.compile(keras.optimizers.SGD(0.1), keras.losses.BinaryCrossentropy(from_logits=True))
+        gen = kx.DataGenerator(x, y.astype("float32"), batch_size=128, seed=0, sampler=sampler)
+        model.fit(gen, epochs=2, verbose=0)
         pred = (keras.ops.convert_to_numpy(model(x_test))[:, 0] > 0).astype(int)
         recalls[sampler] = recall_score(y_test, pred, average=None)
     assert recalls["oversample"][1] > recalls[None][1] + 0.3, recalls
