@@ -42,7 +42,10 @@ class DataGenerator(keras.utils.PyDataset):
     after every epoch. Read or set it with the `epoch` attribute (e.g. to resume training).
     Note that `fit(shuffle=True)`, the Keras default, additionally shuffles the *order of the
     batches* with Python's `random`; pass `shuffle=False` to `fit` to train on exactly the
-    generator's order (the generator already shuffles samples).
+    generator's order (the generator already shuffles samples). A Keras 3.15 caveat: on JAX and
+    PyTorch with `workers > 1`, `fit` on a model that is not built yet pulls one batch for its
+    symbolic build, and the batches Keras' workers had prefetched are served at the start of the
+    next epoch; build the model first (e.g. one `train_on_batch`) when exact epochs matter.
 
     **Sampling.** `sampler` re-draws the epoch's samples from `labels` every epoch:
     `"undersample"` keeps `min_count` random samples of each class, `"oversample"` keeps every
