@@ -162,16 +162,20 @@ class CustomModel(TrainStep, keras.Model):
             )  # fmt: skip
         sample_weight = self._kx_complete_sample_weight(y, sample_weight)
         tables = self._kx_class_weight_tables(class_weight, x, y, validation_split)
+        # The tables stay set after fit, so that the next fit with the same class weights reuses
+        # the traced step instead of tracing again; any other call that trains resets them.
         self._kx_set_class_weight_tables(tables)
-        try:
-            return super().fit(
-                x, y, batch_size=batch_size, epochs=epochs, verbose=verbose,
-                callbacks=callbacks, validation_split=validation_split,
-                validation_data=validation_data, shuffle=shuffle,
-                class_weight=None, sample_weight=sample_weight, **kwargs,
-            )  # fmt: skip
-        finally:
+        return super().fit(
+            x, y, batch_size=batch_size, epochs=epochs, verbose=verbose,
+            callbacks=callbacks, validation_split=validation_split,
+            validation_data=validation_data, shuffle=shuffle,
+            class_weight=None, sample_weight=sample_weight, **kwargs,
+        )  # fmt: skip
+
+    def train_on_batch(self, *args, **kwargs):
+        if self._kx is not None:
             self._kx_set_class_weight_tables({})
+        return super().train_on_batch(*args, **kwargs)
 
     def _kx_set_class_weight_tables(self, tables):
         old = self._kx.class_weight_tables
@@ -309,8 +313,9 @@ class CustomModel(TrainStep, keras.Model):
             x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(symbolic)
             y_pred = _keras.compute_output_spec(self, x, training=False)
             _keras.compute_output_spec(
-                self._kx.update_metrics, self, x, y, y_pred, sample_weight
-            )
+                lambda x, y, y_pred, sw: self._kx.update_metrics(self, x, y, y_pred, sw),
+                x, y, y_pred, sample_weight,
+            )  # fmt: skip
         self._kx.built = True
 
 

@@ -477,3 +477,19 @@ def test_lazily_built_keras_metric():
                                                      keras.metrics.F1Score(average="macro"))})
     h = model.fit(x, {"label": np.eye(C, dtype="float32")[y]}, epochs=1, verbose=0)
     assert "f1" in h.history
+
+
+def test_class_weights_do_not_leak_into_later_training():
+    x, y, recon = data()
+    X, Y = {"x": x}, {"logits": y, "recon": recon}
+    model = two_output_model()
+    w0 = model.get_weights()
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss=kx_losses())
+    model.fit(X, Y, class_weight={"logits": {0: 5.0}}, epochs=1, verbose=0)
+    model.set_weights(w0)
+    after_weighted = model.train_on_batch(X, Y, return_dict=True)
+    model.set_weights(w0)
+    model.fit(X, Y, epochs=1, verbose=0, batch_size=N)  # a fit without class weights
+    model.set_weights(w0)
+    after_plain = model.train_on_batch(X, Y, return_dict=True)
+    assert_close(after_weighted["loss"], after_plain["loss"])

@@ -1,0 +1,121 @@
+"""Steps per second of kx.CustomModel.fit with definitions vs keras.Model.fit, same run.
+
+Same model, data, optimizer and initial weights on both sides; epochs alternate between the two
+models (A B A B ...) so drift in machine load hits both; the first epoch (tracing/compilation)
+is not timed; each figure is the median epoch. One subprocess per backend.
+
+    python benchmarks/fit_overhead.py                  # all backends
+    python benchmarks/fit_overhead.py --backend jax    # one backend
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+BACKENDS = ("tensorflow", "jax", "torch")
+
+
+def measure(backend, epochs, rounds, samples, batch_size):
+    os.environ["KERAS_BACKEND"] = backend
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import time
+
+    import keras
+    import numpy as np
+    from sklearn.datasets import load_digits
+
+    import kx
+
+    digits = load_digits()
+    reps = -(-samples // len(digits.target))
+    x = np.tile((digits.data / 16).astype("float32"), (reps, 1))[:samples]
+    y = np.tile(digits.target, reps)[:samples]
+    class_weight = {c: 1.0 + 0.1 * c for c in range(10)}
+
+    def mlp(cls):
+        inputs = keras.Input((64,), name="image")
+        h = keras.layers.Dense(64, activation="relu")(inputs)
+        return cls(inputs, keras.layers.Dense(10, name="logits")(h))
+
+    def cnn(cls):
+        inputs = keras.Input((64,), name="image")
+        h = keras.layers.Reshape((8, 8, 1))(inputs)
+        h = keras.layers.Conv2D(16, 3, activation="relu", padding="same")(h)
+        h = keras.layers.MaxPooling2D()(h)
+        h = keras.layers.Conv2D(32, 3, activation="relu", padding="same")(h)
+        h = keras.layers.GlobalAveragePooling2D()(h)
+        return cls(inputs, keras.layers.Dense(10, name="logits")(h))
+
+    def compiled(build, use_kx):
+        keras.utils.set_random_seed(0)
+        model = build(kx.CustomModel if use_kx else keras.Model)
+        ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        acc = keras.metrics.SparseCategoricalAccuracy(name="acc")
+        if use_kx:
+            model.compile(optimizer=keras.optimizers.Adam(1e-3),
+                          loss={"ce": kx.LossDefinition("logits", "logits", ce)},
+                          metrics={"acc": kx.MetricDefinition("logits", "logits", acc)})
+        else:
+            model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=ce, metrics=[acc])
+        return model
+
+    class EpochTimer(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.times.append(time.perf_counter() - self.start)
+
+    steps = -(-samples // batch_size)
+    rows = []
+    for name, build in (("mlp", mlp), ("cnn", cnn)):
+        for weighted in (False, True):
+            models = {k: compiled(build, k == "kx") for k in ("keras", "kx")}
+            times = {k: [] for k in models}
+            fit_kwargs = dict(batch_size=batch_size, verbose=0, shuffle=False,
+                              class_weight=class_weight if weighted else None)
+            for k, m in models.items():  # warm-up: trace/compile, not timed
+                m.fit(x, y, epochs=1, **fit_kwargs)
+            for _ in range(rounds):
+                for k, m in models.items():
+                    timer = EpochTimer()
+                    timer.times = times[k]
+                    m.fit(x, y, epochs=epochs, callbacks=[timer], **fit_kwargs)
+            sps = {k: steps / float(np.median(t)) for k, t in times.items()}
+            rows.append({"backend": backend, "model": name,
+                         "class_weight": weighted, "keras": sps["keras"], "kx": sps["kx"]})
+    return rows
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backend", choices=BACKENDS)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--samples", type=int, default=4096)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.backend and args.json:
+        rows = measure(args.backend, args.epochs, args.rounds, args.samples, args.batch_size)
+        print("ROWS " + json.dumps(rows))
+        return
+    rows = []
+    for backend in [args.backend] if args.backend else BACKENDS:
+        cmd = [sys.executable, __file__, "--backend", backend, "--json",
+               "--epochs", str(args.epochs), "--rounds", str(args.rounds),
+               "--samples", str(args.samples), "--batch-size", str(args.batch_size)]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+        rows += json.loads(next(ln for ln in out.splitlines() if ln.startswith("ROWS "))[5:])
+    print(f"steps/s, median epoch of {args.epochs * args.rounds}, batch {args.batch_size}, "
+          f"{args.samples} samples")
+    print(f"{'backend':<11} {'model':<5} {'class_weight':<13} {'keras':>9} {'kx':>9} {'kx/keras':>9}")
+    for r in rows:
+        print(f"{r['backend']:<11} {r['model']:<5} {str(r['class_weight']):<13} "
+              f"{r['keras']:>9.1f} {r['kx']:>9.1f} {r['kx'] / r['keras']:>9.3f}")
+
+
+if __name__ == "__main__":
+    main()
