@@ -76,7 +76,7 @@ def measure(backend, epochs, rounds, samples, batch_size):
             times = {k: [] for k in models}
             fit_kwargs = dict(batch_size=batch_size, verbose=0, shuffle=False,
                               class_weight=class_weight if weighted else None)
-            for k, m in models.items():  # warm-up: trace/compile, not timed
+            for m in models.values():  # warm-up: trace/compile, not timed
                 m.fit(x, y, epochs=1, **fit_kwargs)
             for _ in range(rounds):
                 for k, m in models.items():
@@ -111,7 +111,8 @@ def main():
         rows += json.loads(next(ln for ln in out.splitlines() if ln.startswith("ROWS "))[5:])
     print(f"steps/s, median epoch of {args.epochs * args.rounds}, batch {args.batch_size}, "
           f"{args.samples} samples")
-    print(f"{'backend':<11} {'model':<5} {'class_weight':<13} {'keras':>9} {'kx':>9} {'kx/keras':>9}")
+    header = ("backend", "model", "class_weight", "keras", "kx", "kx/keras")
+    print("{:<11} {:<5} {:<13} {:>9} {:>9} {:>9}".format(*header))
     for r in rows:
         print(f"{r['backend']:<11} {r['model']:<5} {str(r['class_weight']):<13} "
               f"{r['keras']:>9.1f} {r['kx']:>9.1f} {r['kx'] / r['keras']:>9.3f}")
