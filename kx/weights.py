@@ -134,7 +134,7 @@ def class_weights(
                 f"columns 0..{y.shape[-1] - 1}). Received: classes={classes!r}"
             )
         return _multi_label_weights(y, sample_weight, method, beta, power)
-    keys, counts = _count(y, fmt, sample_weight)
+    keys, counts = _count(y, fmt, sample_weight, rows_checked=y_format is None)
     return _finish(keys, counts, method, classes, beta, power, normalize, absent_weight)
 
 
@@ -229,6 +229,8 @@ def sample_weights(
                 "sample_weights: a list of class weights needs multi-output `y` (n, n_outputs); "
                 f"`y` was read as {fmt!r} with shape {y.shape}. Pass a dict or a method name."
             )
+        if fmt == "one_hot":  # argmax once, then as sparse labels (an intp per row: < y)
+            y, fmt = _one_hot_labels(y, rows_checked=y_format is None), "sparse"
         labels_shape = _labels_shape(y, fmt)
         sw = _check_sample_weight(sample_weight, labels_shape, "sample_weights")
         out = _expand(y, fmt, class_weight, sw, classes, options)
@@ -454,11 +456,11 @@ def _broadcast_prefix(sw, shape):
     return np.broadcast_to(sw.reshape(sw.shape + (1,) * (len(shape) - sw.ndim)), shape)
 
 
-def _integer_chunks(labels, fmt, sw):
+def _integer_chunks(labels, fmt, sw, rows_checked=False):
     """(start, int64-or-smaller chunk, flat weights) over integer-valued labels."""
     for start, c in _chunks(labels):
         if fmt == "one_hot":
-            c = np.argmax(c, axis=-1)
+            c = _argmax_rows(c, rows_checked)
         elif c.dtype.kind == "f":
             c = c.astype(np.int64)
         elif c.dtype.kind == "b":  # a bool array would index as a mask
@@ -467,6 +469,34 @@ def _integer_chunks(labels, fmt, sw):
         if sw is not None:
             w = _broadcast_prefix(sw[start : start + len(c)], c.shape).reshape(-1)
         yield start, c, w
+
+
+def _argmax_rows(c, rows_checked):
+    """`argmax(c, -1)`; faster for one-hot rows when `rows_checked` (values in [0, 1], rows
+    summing to 1): then a row holding an exact 1 has its argmax there, and the position of that
+    1 is the row's dot product with [0, 1, ..., C-1], which BLAS computes far faster than NumPy's
+    argmax along a short last axis."""
+    if not rows_checked:
+        return np.argmax(c, axis=-1)
+    n_classes = c.shape[-1]
+    rows = c.reshape(-1, n_classes)
+    dtype = np.float64 if c.dtype == np.float64 else np.float32
+    code = np.rint(rows.astype(dtype, copy=False) @ np.arange(n_classes, dtype=dtype))
+    code = np.clip(code, 0, n_classes - 1).astype(np.intp)
+    hit = rows[np.arange(len(rows)), code] == 1
+    if not np.all(hit):
+        if np.count_nonzero(hit) < len(hit) // 2:  # probability rows: plain argmax is cheaper
+            return np.argmax(c, axis=-1)
+        code[~hit] = np.argmax(rows[~hit], axis=-1)
+    return code.reshape(c.shape[:-1])
+
+
+def _one_hot_labels(y, rows_checked):
+    """The argmax labels of one-hot or probability rows, as an intp array of `y.shape[:-1]`."""
+    out = np.empty(y.shape[:-1], np.intp)
+    for start, c in _chunks(y):
+        out[start : start + len(c)] = _argmax_rows(c, rows_checked)
+    return out
 
 
 def _integer_range(labels, fmt):
@@ -489,7 +519,7 @@ def _integer_range(labels, fmt):
 # ----------------------------------------------------------------------------- counting
 
 
-def _count(y, fmt, sample_weight):
+def _count(y, fmt, sample_weight, rows_checked=False):
     """Classes present in `y` (as Python scalars) and their (weighted) counts, float64."""
     labels = y if fmt == "one_hot" else _sparse_view(y)
     sw = _check_sample_weight(sample_weight, _labels_shape(y, fmt), "class_weights")
@@ -497,7 +527,7 @@ def _count(y, fmt, sample_weight):
     if rng is not None:
         lo, hi = rng
         counts = np.zeros(hi - lo + 1)
-        for _, c, w in _integer_chunks(labels, fmt, sw):
+        for _, c, w in _integer_chunks(labels, fmt, sw, rows_checked):
             flat = c.reshape(-1)
             if lo:  # in intp: int8 labels minus a negative minimum would wrap around
                 flat = flat.astype(np.intp) - lo
