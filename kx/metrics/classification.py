@@ -161,8 +161,10 @@ class ClassificationMetrics(ConfusionState):
 
     def result(self):
         results = {}
+        stats = self._stats()
+        matrix = self.confusion_matrix() if self.layout == "matrix" else None
         for name in self.metric_names:
-            value = self._value(ALIASES[name], self.beta)
+            value = self._value(ALIASES[name], self.beta, stats, matrix)
             if len(value.shape) == 0:
                 results[name] = value
             else:

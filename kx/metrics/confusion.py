@@ -158,7 +158,7 @@ def per_class_value(name, tp, fp, fn, tn, zero_division, beta=1.0):
         n = tp + fp + fn + tn
         tp, fp, fn, tn = (safe_div(v, n, 0.0) for v in (tp, fp, fn, tn))
         expected_disagreement = (tn + fp) * (fp + tp) + (fn + tp) * (tn + fn)
-        return 1.0 - div(fp + fn, expected_disagreement)
+        return 1.0 - safe_div(fp + fn, expected_disagreement, 1.0 - zd)
     raise ValueError(f"Unknown metric {name!r}.")  # unreachable after check_metric_names
 
 
@@ -431,7 +431,7 @@ class ConfusionState(keras.metrics.Metric):
         fn = ops.sum(tw, axis=0) - tp
         pw = p * w
         fp = ops.sum(pw, axis=0) - tp
-        tn = ops.sum(w, axis=0) - tp - fn - fp
+        tn = ops.sum((1 - t) * (1 - p) * w, axis=0)  # direct: no float residue when weighted
         stats = ops.stack([ops.stack([tn, fp], -1), ops.stack([fn, tp], -1)], -2)
         target.assign_add(stats)
 
@@ -570,12 +570,16 @@ class ConfusionState(keras.metrics.Metric):
         floats = split(self.weighted_counts)
         return tuple(ops.cast(i, "float32") + f for i, f in zip(ints, floats))
 
-    def _value(self, name, beta=1.0):
-        """One metric under `self.average`: a scalar, or a per-class vector when None."""
+    def _value(self, name, beta=1.0, stats=None, matrix=None):
+        """One metric under `self.average`: a scalar, or a per-class vector when None.
+
+        `stats` (from `_stats()`) and `matrix` (from `confusion_matrix()`) may be passed in
+        so that several metrics read the state once.
+        """
         zd = self.zero_division
         if self.layout == "matrix" and name in MATRIX_SCALARS:
-            return matrix_value(name, self.confusion_matrix(), zd)
-        tp, fp, fn, tn = self._stats()
+            return matrix_value(name, self.confusion_matrix() if matrix is None else matrix, zd)
+        tp, fp, fn, tn = self._stats() if stats is None else stats
         if name == "hamming":  # always the fraction of wrong label decisions
             return safe_div(ops.sum(fp + fn), ops.sum(tp + fp + fn + tn), zd)
         if self.task == "multiclass" and name == "accuracy":  # top-k accuracy
@@ -588,6 +592,8 @@ class ConfusionState(keras.metrics.Metric):
         values = per_class_value(name, tp, fp, fn, tn, zd, beta)
         if self.average is None:
             return values
+        if self.task == "binary":  # one (positive) class: every average is that class's value
+            return values[0]
         if self.average == "macro":
             return ops.mean(values)
         support = tp + fn
