@@ -62,8 +62,11 @@ def class_weights(
     inverse:           N / n_c
     sqrt_inverse:      sqrt(N / n_c)
     effective_number:  (1 - beta) / (1 - beta ** n_c)   (Cui et al., 2019), then mean 1
-    median_frequency:  median(n) / n_c                  (Eigen & Fergus, 2015; pixel counts)
+    median_frequency:  median(n) / n_c                  (Eigen & Fergus, 2015)
     ```
+
+    (`median_frequency` takes each class's share of all elements of `y`, for 1-D labels and
+    masks alike; Eigen & Fergus divide by the pixels of only the images where the class occurs.)
 
     each raised to `power`, then rescaled by `normalize`. For `"multi_label"` labels, each label
     is a binary problem (negatives, positives) and its weight is the ratio of the positive to the
@@ -425,10 +428,11 @@ def _read_format(y, y_format, owner):
 
 
 def _rows_sum_to_one(y):
-    # a matrix-vector product sums short rows ~5x faster than `sum(axis=-1)`
+    # einsum sums short rows ~5x faster than `sum(axis=-1)`, single-threaded (a BLAS matvec is
+    # faster on an idle machine but its threads stall on a busy one)
     ones = np.ones(y.shape[-1], np.float64 if y.dtype == np.float64 else np.float32)
     for _, c in _chunks(y):
-        s = c.reshape(-1, y.shape[-1]).astype(ones.dtype, copy=False) @ ones
+        s = np.einsum("ij,j->i", c.reshape(-1, y.shape[-1]).astype(ones.dtype, copy=False), ones)
         if not np.all(np.abs(s - 1.0) <= _ONE_HOT_ATOL):
             return False
     return True
@@ -474,14 +478,16 @@ def _integer_chunks(labels, fmt, sw, rows_checked=False):
 def _argmax_rows(c, rows_checked):
     """`argmax(c, -1)`; faster for one-hot rows when `rows_checked` (values in [0, 1], rows
     summing to 1): then a row holding an exact 1 has its argmax there, and the position of that
-    1 is the row's dot product with [0, 1, ..., C-1], which BLAS computes far faster than NumPy's
-    argmax along a short last axis."""
+    1 is the row's dot product with [0, 1, ..., C-1], computed far faster than NumPy's argmax
+    along a short last axis."""
     if not rows_checked:
         return np.argmax(c, axis=-1)
     n_classes = c.shape[-1]
     rows = c.reshape(-1, n_classes)
     dtype = np.float64 if c.dtype == np.float64 else np.float32
-    code = np.rint(rows.astype(dtype, copy=False) @ np.arange(n_classes, dtype=dtype))
+    code = np.rint(
+        np.einsum("ij,j->i", rows.astype(dtype, copy=False), np.arange(n_classes, dtype=dtype))
+    )
     code = np.clip(code, 0, n_classes - 1).astype(np.intp)
     hit = rows[np.arange(len(rows)), code] == 1
     if not np.all(hit):
