@@ -138,7 +138,7 @@ def problems(draw, n_classes):
 # LovaszHinge
 
 
-@settings(max_examples=6)
+@settings(max_examples=5)
 @given(
     problem=problems(2),
     per_image=st.booleans(),
@@ -169,7 +169,7 @@ def test_hinge_matches_reference(problem, per_image, channel_axis, weight_kinds)
 # LovaszSoftmax
 
 
-@settings(max_examples=6)
+@settings(max_examples=5)
 @given(
     problem=problems(3),
     per_image=st.booleans(),

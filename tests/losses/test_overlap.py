@@ -152,7 +152,7 @@ def weight_cases(problem):
     return [None, 0.5, problem["weights"].astype("float32"), np.zeros(b, "float32")]
 
 
-@settings(max_examples=6)
+@settings(max_examples=5)
 @given(
     problem=problems(),
     per_image=st.booleans(),
@@ -184,7 +184,7 @@ def test_matches_reference(problem, per_image, smooth, weight_kinds):
 # Known cases
 
 
-@settings(max_examples=5)
+@settings(max_examples=4)
 @given(problem=problems(), alpha=st.floats(0.0, 1.0), per_image=st.booleans())
 def test_gamma_one_is_keras_tversky_and_half_is_keras_dice(problem, alpha, per_image):
     # Keras' dice/tversky treat all channels jointly: compare on binary masks (one channel).
