@@ -186,7 +186,13 @@ def matrix_value(name, matrix, zero_division):
         cov_ytyp = correct - ops.sum(rows * cols)
         cov_ypyp = 1.0 - ops.sum(cols * cols)
         cov_ytyt = 1.0 - ops.sum(rows * rows)
-        return safe_div(cov_ytyp, ops.sqrt(cov_ytyt * cov_ypyp), zd)
+        # Undefined when all samples share one true or one predicted class: decided on the
+        # counts, as `1 - sum(p * p)` may round to a tiny nonzero value.
+        single = lambda v: ops.sum(ops.cast(v > 0, "int32")) <= 1
+        undefined = ops.logical_or(single(rows), single(cols))
+        return ops.where(
+            undefined, zd, safe_div(cov_ytyp, ops.sqrt(ops.maximum(cov_ytyt * cov_ypyp, 0.0)), zd)
+        )
     if name.startswith("cohen_kappa"):
         c = matrix.shape[-1]
         idx = ops.arange(c, dtype="float32")

@@ -1,0 +1,97 @@
+"""Evaluator: Python metrics over the validation set at each epoch end, seen by other callbacks."""
+
+import warnings
+
+import keras
+import numpy as np
+import pytest
+from sklearn import metrics as skm
+
+import kx
+
+
+def _data(n=64, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 4)).astype("float32")
+    y = ((x[:, 0] + 0.5 * rng.normal(size=n)) > 0).astype("int32")
+    return x, y
+
+
+def _model():
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, activation="sigmoid")])
+    model.compile(keras.optimizers.SGD(0.1), "binary_crossentropy")
+    return model
+
+
+def test_logs_val_metric_equal_to_sklearn_and_seen_by_callbacks_listed_first(tmp_path):
+    x, y = _data()
+    xv, yv = _data(48, seed=1)
+    wv = np.random.default_rng(2).uniform(0.5, 1.5, 48)
+    model = _model()
+    evaluator = kx.callbacks.Evaluator(
+        {"auc": kx.metrics.RocAuc(), "ap": kx.metrics.AveragePrecision()}, (xv, yv, wv),
+        batch_size=16)
+    stop = keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=5)
+    path = str(tmp_path / "best.weights.h5")
+    checkpoint = keras.callbacks.ModelCheckpoint(path, monitor="val_auc", mode="max",
+                                                 save_best_only=True, save_weights_only=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # Keras warns when a monitored key is missing
+        history = model.fit(x, y, epochs=3, verbose=0,
+                            callbacks=[stop, checkpoint, evaluator])  # Evaluator listed last
+    assert len(history.history["val_auc"]) == 3 and len(history.history["val_ap"]) == 3
+    assert stop.best == max(history.history["val_auc"])
+    assert checkpoint.best == max(history.history["val_auc"])
+    scores = model.predict(xv, verbose=0)[:, 0]
+    np.testing.assert_allclose(history.history["val_auc"][-1],
+                               skm.roc_auc_score(yv, scores, sample_weight=wv), rtol=1e-6)
+    np.testing.assert_allclose(
+        history.history["val_ap"][-1],
+        skm.average_precision_score(yv, scores, sample_weight=wv), rtol=1e-6)
+
+
+def test_dict_results_definitions_and_multi_output():
+    x, y = _data()
+    inputs = keras.Input((4,), name="x")
+    h = keras.layers.Dense(3, name="logits")(inputs)
+    p = keras.layers.Dense(1, activation="sigmoid", name="prob")(inputs)
+    model = keras.Model(inputs, {"logits": h, "prob": p})
+    model.compile("sgd", {"logits": keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                          "prob": "binary_crossentropy"})
+    y3 = np.random.default_rng(3).integers(0, 3, len(y))
+    targets = {"logits": y3, "prob": y}
+    try:
+        definition = kx.MetricDefinition("logits", "logits",
+                                         kx.metrics.RocAuc(average=None, from_logits=True))
+    except TypeError:
+        pytest.skip("kx.MetricDefinition does not accept a PythonMetric yet (lead's change)")
+    evaluator = kx.callbacks.Evaluator({"auc3": definition}, (x, targets))
+    history = model.fit(x, targets, epochs=1, verbose=0, callbacks=[evaluator])
+    assert {"val_auc3_0", "val_auc3_1", "val_auc3_2"} <= set(history.history)
+
+
+def test_bare_python_metric_needs_one_output_and_bad_arguments():
+    x, y = _data(16)
+    inputs = keras.Input((4,), name="x")
+    model = keras.Model(inputs, {"a": keras.layers.Dense(1, name="a")(inputs),
+                                 "b": keras.layers.Dense(1, name="b")(inputs)})
+    evaluator = kx.callbacks.Evaluator({"auc": kx.metrics.RocAuc()}, (x, {"a": y, "b": y}))
+    evaluator.set_model(model)
+    with pytest.raises(ValueError, match=r"needs one target and one output.*\['a', 'b'\]"):
+        evaluator.evaluate()
+    with pytest.raises(TypeError, match="PythonMetric or a kx.MetricDefinition"):
+        kx.callbacks.Evaluator({"acc": keras.metrics.Accuracy()}, (x, y))
+    with pytest.raises(TypeError, match="non-empty dict"):
+        kx.callbacks.Evaluator([kx.metrics.RocAuc()], (x, y))
+    with pytest.raises(ValueError, match=r"\(x, y\) or \(x, y, sample_weight\).*length 1"):
+        kx.callbacks.Evaluator({"auc": kx.metrics.RocAuc()}, (x,))
+
+
+def test_moves_ahead_of_other_callbacks_keeping_evaluator_order():
+    x, y = _data(16)
+    a = kx.callbacks.Evaluator({"a": kx.metrics.RocAuc()}, (x, y))
+    b = kx.callbacks.Evaluator({"b": kx.metrics.RocAuc()}, (x, y))
+    stop = keras.callbacks.EarlyStopping()
+    history = keras.callbacks.History()
+    callbacks = keras.callbacks.CallbackList([stop, a, history, b], model=_model())
+    assert callbacks.callbacks == [a, b, stop, history]
