@@ -529,15 +529,13 @@ def _count(y, fmt, sample_weight, rows_checked=False):
     """Classes present in `y` (as Python scalars) and their (weighted) counts, float64."""
     labels = y if fmt == "one_hot" else _sparse_view(y)
     sw = _check_sample_weight(sample_weight, _labels_shape(y, fmt), "class_weights")
-    rng = _integer_range(labels, fmt)
-    if rng is not None:
-        lo, hi = rng
-        counts = np.zeros(hi - lo + 1)
-        for _, c, w in _integer_chunks(labels, fmt, sw, rows_checked):
-            flat = c.reshape(-1)
-            if lo:  # in intp: int8 labels minus a negative minimum would wrap around
-                flat = flat.astype(np.intp) - lo
-            counts += np.bincount(flat, weights=w, minlength=hi - lo + 1)
+    found = None
+    if fmt == "one_hot" or labels.dtype.kind in "biu":
+        found = _bincount_one_pass(labels, fmt, sw, rows_checked)
+    elif labels.dtype.kind == "f" and _integer_range(labels, fmt) is not None:  # NaN check too
+        found = _bincount_one_pass(labels, fmt, sw, rows_checked)
+    if found is not None:
+        lo, counts = found
         present = np.flatnonzero(counts)
         return (present + lo).tolist(), counts[present]
     counts, seen_keys = np.zeros(0), None
@@ -553,6 +551,33 @@ def _count(y, fmt, sample_weight, rows_checked=False):
         counts += np.bincount(codes, weights=w, minlength=len(keys))
     present = np.flatnonzero(counts)
     return seen_keys[present].tolist(), counts[present]
+
+
+def _bincount_one_pass(labels, fmt, sw, rows_checked):
+    """`(lo, counts)` of integer-valued labels, `counts[i]` being the count of label `lo + i`.
+
+    One pass over `y`: each chunk's range is read and the chunk counted while it is in cache,
+    `counts` growing to cover new labels. `None` when the labels spread over a range too wide
+    for `bincount` (a few huge ids); the caller then codes them by search.
+    """
+    limit = max(4 * labels.size, 1 << 16)
+    lo, counts = 0, np.zeros(labels.shape[-1] if fmt == "one_hot" else 0)
+    for _, c, w in _integer_chunks(labels, fmt, sw, rows_checked):
+        flat = c.reshape(-1)
+        c_lo, c_hi = int(flat.min()), int(flat.max())
+        if not len(counts):
+            lo = c_lo
+        new_lo, new_hi = min(lo, c_lo), max(lo + len(counts) - 1, c_hi)
+        if new_hi - new_lo + 1 > limit:
+            return None
+        if new_lo < lo or new_hi >= lo + len(counts):
+            grown = np.zeros(new_hi - new_lo + 1)
+            grown[lo - new_lo : lo - new_lo + len(counts)] = counts
+            lo, counts = new_lo, grown
+        if lo:  # in intp: int8 labels minus a negative minimum would wrap around
+            flat = flat.astype(np.intp) - lo
+        counts += np.bincount(flat, weights=w, minlength=len(counts))
+    return lo, counts
 
 
 def _coded_chunks(labels):

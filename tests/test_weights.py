@@ -395,10 +395,12 @@ def test_labels_missing_from_the_sample_are_found(small_chunks):
     assert kx.class_weights(floats) == pytest.approx(sk_balanced(floats), rel=RTOL)
 
 
-def test_wide_label_range_skips_bincount():
+def test_wide_label_range_skips_bincount(small_chunks):
     y = np.asarray([10**12, 5, 5, -(10**12)])
     assert kx.class_weights(y) == sk_balanced(y)
     close(kx.sample_weights(y), compute_sample_weight("balanced", y))
+    y = np.concatenate([np.arange(30) % 4, [10**9], np.arange(10) % 3])  # found in chunk 5
+    assert kx.class_weights(y) == pytest.approx(sk_balanced(y), rel=RTOL)
 
 
 def test_memory_stays_below_one_extra_label_array():
