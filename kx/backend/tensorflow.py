@@ -1,6 +1,66 @@
-"""The tensorflow train step: class weights folded into the batch, then Keras' own step."""
+"""The TensorFlow train step: class weights folded into the batch, then Keras' own step.
+
+Two Keras 3.15 defects under `tf.distribute.MultiWorkerMirroredStrategy` are worked around here
+(they break stock `keras.Model.fit` too; tensorflow/tensorflow#72388):
+- the symbolic build reduces the whole nested first batch with one `strategy.reduce` call, which
+  the multi-worker strategy rejects for tuples and dicts;
+- the per-step logs are reduced with `strategy.reduce("MEAN", value, axis=0)`, which fails on
+  scalars. Step logs get a length-1 axis there; epoch logs come from `get_metrics_result()` in
+  cross-replica context as usual, so History is exact.
+"""
+
+import tensorflow as tf
+from keras import tree
 
 
 class TrainStep:
     def train_step(self, data):
-        return super().train_step(self._kx_fold_class_weights(data))
+        logs = super().train_step(self._kx_fold_class_weights(data))
+        return _reducible_logs(self.distribute_strategy, logs)
+
+    def test_step(self, data):
+        return _reducible_logs(self.distribute_strategy, super().test_step(data))
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        strategy = self._distribute_strategy
+        if strategy is None or iterator is None:
+            return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+        for _, _, it in iterator:  # the build needs shapes only: each leaf's first replica
+            batch = next(it)
+            _check_even_split(strategy, batch)
+            data_batch = tree.map_structure(_first_local_value, batch)
+            break
+        with strategy.scope():
+            self._symbolic_build(data_batch=data_batch)
+
+
+def _first_local_value(value):
+    if isinstance(value, tf.distribute.DistributedValues):
+        return value.values[0]
+    return value
+
+
+def _check_even_split(strategy, batch):
+    """Replicas average their own losses, so an uneven split weighs samples unequally."""
+    for value in tree.flatten(batch):
+        if isinstance(value, tf.distribute.DistributedValues):
+            sizes = [int(v.shape[0]) for v in value.values if v.shape.rank]
+            if len(set(sizes)) > 1:
+                raise ValueError(
+                    f"The global batch of {sum(sizes)} samples splits unevenly over the "
+                    f"{strategy.num_replicas_in_sync} replicas of {type(strategy).__name__} "
+                    f"({sizes}). Each replica averages its own loss, so the samples would be "
+                    "weighted unequally. Use a batch_size divisible by "
+                    f"strategy.num_replicas_in_sync ({strategy.num_replicas_in_sync})."
+                )
+            return
+
+
+def _reducible_logs(strategy, logs):
+    multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and (
+        strategy.extended._in_multi_worker_mode()
+    )
+    if not multi_worker:
+        return logs
+    return {k: tf.reshape(v, [1]) if tf.is_tensor(v) and v.shape.rank == 0 else v
+            for k, v in logs.items()}

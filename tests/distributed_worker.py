@@ -1,0 +1,150 @@
+"""Subprocess entry points of the distribution tests (devices must be set before a backend starts).
+
+    python tests/distributed_worker.py MODE OUT.npz [TASK_INDEX]
+
+MODE is `mirrored` (TF, 2 logical CPUs), `data_parallel` (JAX, 2 host devices) or
+`multi_worker` (TF, one of two worker processes; TF_CONFIG set by the caller). Each mode trains
+the model of `train()` and writes its History and final weights to OUT.npz; the first two modes
+also run the single-device reference in the same process.
+"""
+
+import json
+import os
+import sys
+
+import numpy as np
+
+N, BATCH, EPOCHS = 64, 16, 2
+
+
+def data():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(N, 6)).astype("float32")
+    y = rng.integers(0, 3, N)
+    recon = rng.normal(size=(N, 2)).astype("float32")
+    return {"x": x}, {"logits": y, "recon": recon}
+
+
+def build():
+    """LossDefinition, ExtendedLoss, add_loss (activity regularization), a kernel regularizer,
+    loss weights and a metric: everything whose scaling distribution can get wrong."""
+    import keras
+
+    import kx
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((6,), name="x")
+    h = keras.layers.Dense(8, activation="tanh",
+                           kernel_regularizer=keras.regularizers.L2(0.01))(inputs)
+    logits = keras.layers.Dense(3, name="logits")(h)
+    recon = keras.layers.ActivityRegularization(l2=0.01, name="recon")(keras.layers.Dense(2)(h))
+    model = kx.CustomModel({"x": inputs}, {"logits": logits, "recon": recon})
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.1),
+        loss={
+            "ce": kx.LossDefinition("logits", "logits", keras.losses.SparseCategoricalCrossentropy(
+                from_logits=True)),
+            "l1": kx.ExtendedLoss(l1_recon),
+        },
+        loss_weights={"l1": 0.3},
+        metrics={"acc": kx.MetricDefinition("logits", "logits",
+                                            keras.metrics.SparseCategoricalAccuracy())},
+    )
+    return model
+
+
+def build_stock():
+    """build()'s model as a keras.Model compiled with the equivalent stock arguments."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((6,), name="x")
+    h = keras.layers.Dense(8, activation="tanh",
+                           kernel_regularizer=keras.regularizers.L2(0.01))(inputs)
+    logits = keras.layers.Dense(3, name="logits")(h)
+    recon = keras.layers.ActivityRegularization(l2=0.01, name="recon")(keras.layers.Dense(2)(h))
+    model = keras.Model({"x": inputs}, {"logits": logits, "recon": recon})
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.1),
+        loss={"logits": keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+              "recon": keras.losses.MeanAbsoluteError()},
+        loss_weights={"logits": 1.0, "recon": 0.3},
+    )
+    return model
+
+
+def l1_recon(inputs_targets, outputs):
+    import keras
+
+    return keras.ops.mean(keras.ops.abs(outputs["recon"] - inputs_targets["recon"]), axis=-1)
+
+
+def train(model, x=None, y=None):
+    if x is None:
+        x, y = data()
+    h = model.fit(x, y, batch_size=BATCH, shuffle=False, epochs=EPOCHS, verbose=0,
+                  class_weight={"logits": {0: 2.0, 2: 0.5}})
+    return h.history, model.get_weights()
+
+
+def save(path, history, weights, prefix=""):
+    arrays = {f"{prefix}w{i}": w for i, w in enumerate(weights)}
+    arrays[f"{prefix}history"] = np.array(json.dumps(history))
+    return arrays
+
+
+def main():
+    mode, out = sys.argv[1], sys.argv[2]
+    arrays = {}
+    if mode == "mirrored":
+        os.environ["KERAS_BACKEND"] = "tensorflow"
+        import tensorflow as tf
+
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * 2
+        )
+        arrays.update(save(out, *train(build()), prefix="ref_"))
+        strategy = tf.distribute.MirroredStrategy(["CPU:0", "CPU:1"])
+        assert strategy.num_replicas_in_sync == 2
+        with strategy.scope():
+            model = build()
+        arrays.update(save(out, *train(model)))
+        # A global batch of 15 splits 8/7 over two replicas, and each replica averages its own
+        # loss: kx refuses it with a clear error (stock Keras fails on it too, less clearly).
+        x, y = data()
+        x, y = {"x": x["x"][:45]}, {k: v[:45] for k, v in y.items()}
+        for name, make in (("uneven_kx", build), ("uneven_keras", build_stock)):
+            with strategy.scope():
+                model = make()
+            try:
+                model.fit(x, y, batch_size=15, shuffle=False, epochs=1, verbose=0)
+                arrays[name] = np.array("no error")
+            except Exception as e:  # recorded for the test to read
+                arrays[name] = np.array(f"{type(e).__name__}: {e}")
+    elif mode == "data_parallel":
+        os.environ["KERAS_BACKEND"] = "jax"
+        os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+        import jax
+        import keras
+
+        assert len(jax.devices()) == 2
+        arrays.update(save(out, *train(build()), prefix="ref_"))
+        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=jax.devices()))
+        arrays.update(save(out, *train(build())))
+    elif mode == "multi_worker":
+        os.environ["KERAS_BACKEND"] = "tensorflow"
+        import tensorflow as tf
+
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        assert strategy.num_replicas_in_sync == 2
+        with strategy.scope():
+            model = build()
+        arrays.update(save(out, *train(model)))
+    else:
+        raise SystemExit(f"unknown mode {mode!r}")
+    np.savez(out, **arrays)
+
+
+if __name__ == "__main__":
+    main()
