@@ -18,6 +18,7 @@ import keras
 from keras import ops
 
 from kx.losses._utils import check_same_shape, prepare
+from kx.losses.combined import LossArithmetic
 from kx.losses.overlap import (
     _check_flag,
     _check_ignore_class,
@@ -191,7 +192,7 @@ def _check_softmax_args(per_image, from_logits, ignore_class, classes, loss_name
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
-class LovaszHinge(keras.losses.Loss):
+class LovaszHinge(LossArithmetic, keras.losses.Loss):
     """Lovasz hinge loss for binary segmentation, on logits; see `kx.losses.lovasz_hinge`.
 
     Args:
@@ -237,7 +238,7 @@ class LovaszHinge(keras.losses.Loss):
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
-class LovaszSoftmax(keras.losses.Loss):
+class LovaszSoftmax(LossArithmetic, keras.losses.Loss):
     """Lovasz-softmax loss for multi-class segmentation; see `kx.losses.lovasz_softmax`.
 
     Args:

@@ -31,6 +31,7 @@ from kx.losses._utils import (
     one_hot,
     prepare,
 )
+from kx.losses.combined import LossArithmetic
 
 __all__ = [
     "FocalTversky",
@@ -470,7 +471,7 @@ def generalized_dice(
 # Classes
 
 
-class _OverlapLoss(keras.losses.Loss):
+class _OverlapLoss(LossArithmetic, keras.losses.Loss):
     """Shared plumbing: `call` forwards the stored arguments to the function."""
 
     _fn = None
