@@ -79,9 +79,16 @@ class CompiledDefinitions:
                     f"The key {key!r} is reserved by Keras' logs ('loss' is the total, 'val_' "
                     "prefixes validation). Choose another loss/metric key."
                 )
+        # Validation-only Python metrics run in an Evaluator callback, not in the step.
+        self.python_metrics = {
+            k: d for k, d in self.metrics.items() if isinstance(d, MetricDefinition)
+            and not isinstance(d.metric, keras.metrics.Metric)
+        }
+        self.metrics = {k: d for k, d in self.metrics.items() if k not in self.python_metrics}
         self.loss_weights = _parse_loss_weights(loss_weights, self.losses)
         if output_names is not None:
-            for key, d in (*self.losses.items(), *self.metrics.items()):
+            everything = (*self.losses.items(), *self.metrics.items(), *self.python_metrics.items())
+            for key, d in everything:
                 output = getattr(d, "output", None)
                 if output is not None and output not in output_names:
                     raise ValueError(
@@ -298,7 +305,10 @@ def _check_per_sample(values, key, d, batch_size):
 
 
 def _label_form(labels, output_shape):
-    """'sparse' (class ids) or 'one_hot' (probability rows), from dtypes and static shapes."""
+    """'sparse' (class ids) or 'one_hot' (probability rows), from dtypes and static shapes.
+
+    Works on tensors and NumPy arrays alike, so `fit` reads labels as the step does.
+    """
     dtype = keras.backend.standardize_dtype(labels.dtype)
     if not keras.backend.is_float_dtype(dtype):
         return "sparse"

@@ -143,8 +143,10 @@ class MetricDefinition:
     Args:
         target: name of the target.
         output: name of the model output.
-        metric: a `keras.metrics.Metric` instance or a Keras metric identifier such as
-            `"accuracy"`.
+        metric: a `keras.metrics.Metric` instance, a Keras metric identifier such as
+            `"accuracy"`, or a validation-only `kx.metrics.PythonMetric`, which
+            `kx.CustomModel.fit` computes over the whole validation set at each epoch end
+            (through a `kx.callbacks.Evaluator`) and logs as `val_<key>`.
         weighted: whether sample and class weights reach the metric. Defaults to `False`,
             like Keras' `metrics` (as opposed to `weighted_metrics`).
 
@@ -240,7 +242,9 @@ def _get_loss(loss, owner):
 
 
 def _get_metric(metric, owner):
-    if isinstance(metric, keras.metrics.Metric):
+    from kx.metrics.python_metric import PythonMetric  # kx.metrics imports nothing from here
+
+    if isinstance(metric, (keras.metrics.Metric, PythonMetric)):
         return metric
     if isinstance(metric, str):
         try:

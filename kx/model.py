@@ -6,7 +6,7 @@ import keras
 import numpy as np
 
 from kx import _keras
-from kx._compiled import CompiledDefinitions, uses_definitions
+from kx._compiled import CompiledDefinitions, _label_form, uses_definitions
 from kx._structure import named_targets, output_names
 from kx.backend import TrainStep
 
@@ -162,6 +162,12 @@ class CustomModel(TrainStep, keras.Model):
             )  # fmt: skip
         sample_weight = self._kx_complete_sample_weight(y, sample_weight)
         tables = self._kx_class_weight_tables(class_weight, x, y, validation_split)
+        if self._kx.python_metrics:
+            evaluator = self._kx_evaluator(
+                x, y, sample_weight, validation_split, validation_data,
+                kwargs.get("validation_batch_size") or batch_size,
+            )  # fmt: skip
+            callbacks = [evaluator, *(callbacks or [])] if evaluator else callbacks
         # The tables stay set after fit, so that the next fit with the same class weights reuses
         # the traced step instead of tracing again; any other call that trains resets them.
         self._kx_set_class_weight_tables(tables)
@@ -176,6 +182,32 @@ class CustomModel(TrainStep, keras.Model):
         if self._kx is not None:
             self._kx_set_class_weight_tables({})
         return super().train_on_batch(*args, **kwargs)
+
+    def _kx_evaluator(self, x, y, sample_weight, validation_split, validation_data, batch_size):
+        """An Evaluator for the compiled PythonMetrics, over fit's validation arrays."""
+        from kx.callbacks import Evaluator
+
+        if validation_data is None and validation_split and y is not None:
+            _, validation_data = _keras.train_validation_split(
+                (x, y, sample_weight), validation_split
+            )
+            if validation_data[2] is None:
+                validation_data = validation_data[:2]
+        names = sorted(self._kx.python_metrics)
+        if validation_data is None:
+            warnings.warn(
+                f"kx.CustomModel: the validation-only metrics {names} are not computed: fit() "
+                "got no validation_data or validation_split.",
+                stacklevel=3,
+            )
+            return None
+        if not isinstance(validation_data, (tuple, list)):
+            raise ValueError(
+                f"The validation-only metrics {names} need the validation set as arrays, "
+                "validation_data=(x, y) or (x, y, sample_weight), to predict it whole at each "
+                f"epoch end. Received a {type(validation_data).__name__}."
+            )
+        return Evaluator(self._kx.python_metrics, validation_data, batch_size=batch_size)
 
     def _kx_set_class_weight_tables(self, tables):
         old = self._kx.class_weight_tables
@@ -213,6 +245,7 @@ class CustomModel(TrainStep, keras.Model):
         loss_targets = self._kx.loss_targets
         spec = _class_weight_spec(class_weight, loss_targets)
         labels = self._kx_training_labels(x, y, validation_split)
+        output_shapes = _output_shapes(self)
         if None in spec:  # one {class: weight} dict: find its classification target
             candidates = [t for t in loss_targets if labels is None or _is_class_labels(labels[t])]
             if len(candidates) != 1:
@@ -231,14 +264,19 @@ class CustomModel(TrainStep, keras.Model):
                     raise ValueError(_no_labels_message(x, target))
                 if spec_is_global(class_weight) and not _is_class_labels(target_labels):
                     continue  # "balanced" for all: only targets holding class labels
-                cw = compute_class_weights(np.asarray(target_labels))
+                # Read the labels as the train step will: one-hot when their shape is the
+                # output's, else class ids (a 0/1 mask is sparse, not multi-label).
+                target_labels = np.asarray(target_labels)
+                output_shape = output_shapes.get(self._kx.output_for_target(target))
+                form = _label_form(target_labels, output_shape)
+                cw = compute_class_weights(target_labels, y_format=form)
             tables[target] = _table(cw, target, target_labels)
         if not tables:
             raise ValueError(
                 "class_weight='balanced' found no target holding class labels (integer labels "
                 f"or one-hot rows) among the losses' targets {loss_targets}."
             )
-        self._kx.output_shapes = _output_shapes(self)
+        self._kx.output_shapes = output_shapes
         return tables
 
     def _kx_training_labels(self, x, y, validation_split):

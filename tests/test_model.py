@@ -493,3 +493,44 @@ def test_class_weights_do_not_leak_into_later_training():
     model.set_weights(w0)
     after_plain = model.train_on_batch(X, Y, return_dict=True)
     assert_close(after_weighted["loss"], after_plain["loss"])
+
+
+def test_balanced_class_weight_on_binary_masks():
+    """A 0/1 mask of rank 3 is class ids (one weight per pixel), not multi-label rows."""
+    rng = np.random.default_rng(0)
+    masks = (rng.random((16, 6, 6)) < 0.2).astype("int32")
+    x = rng.normal(size=(16, 6, 6, 1)).astype("float32")
+    counts = np.bincount(masks.ravel())
+    expected = {c: masks.size / (2 * counts[c]) for c in (0, 1)}  # sklearn's "balanced"
+
+    def run(**kw):
+        keras.utils.set_random_seed(0)
+        inputs = keras.Input((6, 6, 1), name="img")
+        model = kx.CustomModel(inputs, keras.layers.Conv2D(2, 1, name="seg")(inputs))
+        model.compile(optimizer=keras.optimizers.SGD(0.1), loss={"seg": kx.LossDefinition(
+            "seg", "seg", keras.losses.SparseCategoricalCrossentropy(from_logits=True))})
+        return model.fit(x, masks, batch_size=8, shuffle=False, epochs=1, verbose=0, **kw).history
+
+    assert_close(run(class_weight="balanced")["loss"], run(class_weight=expected)["loss"])
+
+
+def test_python_metric_definition_runs_on_validation_set():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(80, 4)).astype("float32")
+    y = (x[:, 0] + 0.3 * rng.normal(size=80) > 0).astype("int32")
+    inputs = keras.Input((4,), name="x")
+    model = kx.CustomModel(inputs, {"p": keras.layers.Dense(1, activation="sigmoid")(inputs)})
+    model.compile(
+        optimizer="adam",
+        loss={"bce": kx.LossDefinition("label", "p", "binary_crossentropy")},
+        metrics={"auc": kx.MetricDefinition("label", "p", kx.metrics.RocAuc())},
+    )
+    stop = keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=5)
+    h = model.fit(x, {"label": y}, validation_split=0.25, epochs=2, verbose=0, callbacks=[stop])
+    assert "auc" not in h.history and len(h.history["val_auc"]) == 2
+    p = model.predict(x[60:], verbose=0)["p"]
+    assert_close(h.history["val_auc"][-1], roc_auc_score(y[60:], p[:, 0]), rtol=1e-6)
+    with pytest.warns(UserWarning, match=r"validation-only metrics \['auc'\] are not computed"):
+        model.fit(x, {"label": y}, epochs=1, verbose=0)
