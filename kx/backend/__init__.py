@@ -1,4 +1,4 @@
-"""The only backend-specific code of kx: the `train_step` signature of each Keras trainer.
+"""The only backend-specific code of kx: the train step of each Keras trainer, and counting.
 
 Each override folds `fit(class_weight=...)` into the batch's sample weights and hands the batch to
 Keras' own step, which keeps everything Keras does (loss scaling for mixed precision, the unscaled
@@ -8,6 +8,18 @@ loss and metric assembly is backend-independent: `CustomModel.compute_loss` / `c
 """
 
 import keras
+from keras import ops
+
+
+def count_ids(ids, num_ids, weights=None):
+    """Per-id counts (sums of `weights` when given) of flat int ids in [0, num_ids).
+
+    `segment_sum` is native, exact for int32 and jit-safe on TensorFlow and JAX (JAX's
+    `bincount` is not jit-safe); torch replaces it with `torch.bincount`.
+    """
+    data = ops.ones_like(ids, dtype="int32") if weights is None else weights
+    return ops.segment_sum(data, ids, num_segments=num_ids)
+
 
 _backend = keras.backend.backend()
 if _backend == "tensorflow":
@@ -15,10 +27,10 @@ if _backend == "tensorflow":
 elif _backend == "jax":
     from kx.backend.jax import TrainStep
 elif _backend == "torch":
-    from kx.backend.torch import TrainStep
+    from kx.backend.torch import TrainStep, count_ids  # noqa: F811
 else:
     raise ImportError(
         f"kx supports the tensorflow, jax and torch Keras backends. Received: {_backend!r}"
     )
 
-__all__ = ["TrainStep"]
+__all__ = ["TrainStep", "count_ids"]

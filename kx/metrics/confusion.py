@@ -18,6 +18,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from kx.backend import count_ids
+
 TASKS = ("binary", "multiclass", "multilabel")
 AVERAGES = ("micro", "macro", "weighted", None)
 
@@ -409,16 +411,15 @@ class ConfusionState(keras.metrics.Metric):
             t, p = self._multiclass_labels(y_true, y_pred)
             valid = self._valid(t)
             c = self.num_classes
-            ids = ops.where(valid, t * c + p, 0)
-            ids = ops.reshape(ids, (-1,))
+            # Ignored entries go to an extra id, c * c, whose count is dropped.
+            ids = ops.reshape(ops.where(valid, t * c + p, c * c), (-1,))
             if sample_weight is None:
-                data = ops.reshape(ops.cast(valid, "int32"), (-1,))
-                counts = ops.segment_sum(data, ids, num_segments=c * c)
-                self.counts.assign_add(ops.reshape(counts, (c, c)))
+                counts = count_ids(ids, c * c + 1)
+                self.counts.assign_add(ops.reshape(counts[: c * c], (c, c)))
             else:
-                w = self._weights(sample_weight, t) * ops.cast(valid, "float32")
-                counts = ops.segment_sum(ops.reshape(w, (-1,)), ids, num_segments=c * c)
-                self.weighted_counts.assign_add(ops.reshape(counts, (c, c)))
+                w = ops.reshape(self._weights(sample_weight, t), (-1,))
+                counts = count_ids(ids, c * c + 1, weights=w)
+                self.weighted_counts.assign_add(ops.reshape(counts[: c * c], (c, c)))
             return
         t, p, valid = self._label_indicators(y_true, y_pred)  # (..., L) 0/1 int32
         t = ops.where(valid, t, 0)
