@@ -1,5 +1,9 @@
 """Steps per second of kx.CustomModel.fit with definitions vs keras.Model.fit, same run.
 
+Variants: plain float32; with `class_weight` (a dict: the one form stock Keras accepts);
+`jit_compile=True` (TensorFlow and JAX; torch.compile is left out, its C++ code generation
+takes minutes on a CPU); the `mixed_bfloat16` policy.
+
 Same model, data, optimizer and initial weights on both sides; epochs alternate between the two
 models (A B A B ...) so drift in machine load hits both; the first epoch (tracing/compilation)
 is not timed; each figure is the median epoch. One subprocess per backend.
@@ -48,7 +52,8 @@ def measure(backend, epochs, rounds, samples, batch_size):
         h = keras.layers.GlobalAveragePooling2D()(h)
         return cls(inputs, keras.layers.Dense(10, name="logits")(h))
 
-    def compiled(build, use_kx):
+    def compiled(build, use_kx, policy="float32", **compile_kwargs):
+        keras.config.set_dtype_policy(policy)
         keras.utils.set_random_seed(0)
         model = build(kx.CustomModel if use_kx else keras.Model)
         ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -56,9 +61,12 @@ def measure(backend, epochs, rounds, samples, batch_size):
         if use_kx:
             model.compile(optimizer=keras.optimizers.Adam(1e-3),
                           loss={"ce": kx.LossDefinition("logits", "logits", ce)},
-                          metrics={"acc": kx.MetricDefinition("logits", "logits", acc)})
+                          metrics={"acc": kx.MetricDefinition("logits", "logits", acc)},
+                          **compile_kwargs)
         else:
-            model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=ce, metrics=[acc])
+            model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=ce, metrics=[acc],
+                          **compile_kwargs)
+        keras.config.set_dtype_policy("float32")
         return model
 
     class EpochTimer(keras.callbacks.Callback):
@@ -70,12 +78,21 @@ def measure(backend, epochs, rounds, samples, batch_size):
 
     steps = -(-samples // batch_size)
     rows = []
+    variants = {  # name: (dtype policy, compile kwargs, class_weight)
+        "plain": ("float32", {}, None),
+        "class_weight": ("float32", {}, class_weight),
+        "jit_compile": ("float32", {"jit_compile": True}, None),
+        "mixed_bfloat16": ("mixed_bfloat16", {}, None),
+    }
+    if backend == "torch":  # torch.compile spends minutes generating C++ on this CPU
+        del variants["jit_compile"]
     for name, build in (("mlp", mlp), ("cnn", cnn)):
-        for weighted in (False, True):
-            models = {k: compiled(build, k == "kx") for k in ("keras", "kx")}
+        for variant, (policy, compile_kwargs, weights) in variants.items():
+            models = {k: compiled(build, k == "kx", policy, **compile_kwargs)
+                      for k in ("keras", "kx")}
             times = {k: [] for k in models}
             fit_kwargs = dict(batch_size=batch_size, verbose=0, shuffle=False,
-                              class_weight=class_weight if weighted else None)
+                              class_weight=weights)
             for m in models.values():  # warm-up: trace/compile, not timed
                 m.fit(x, y, epochs=1, **fit_kwargs)
             for _ in range(rounds):
@@ -84,8 +101,8 @@ def measure(backend, epochs, rounds, samples, batch_size):
                     timer.times = times[k]
                     m.fit(x, y, epochs=epochs, callbacks=[timer], **fit_kwargs)
             sps = {k: steps / float(np.median(t)) for k, t in times.items()}
-            rows.append({"backend": backend, "model": name,
-                         "class_weight": weighted, "keras": sps["keras"], "kx": sps["kx"]})
+            rows.append({"backend": backend, "model": name, "variant": variant,
+                         "keras": sps["keras"], "kx": sps["kx"]})
     return rows
 
 
@@ -111,10 +128,10 @@ def main():
         rows += json.loads(next(ln for ln in out.splitlines() if ln.startswith("ROWS "))[5:])
     print(f"steps/s, median epoch of {args.epochs * args.rounds}, batch {args.batch_size}, "
           f"{args.samples} samples")
-    header = ("backend", "model", "class_weight", "keras", "kx", "kx/keras")
-    print("{:<11} {:<5} {:<13} {:>9} {:>9} {:>9}".format(*header))
+    header = ("backend", "model", "variant", "keras", "kx", "kx/keras")
+    print("{:<11} {:<5} {:<15} {:>9} {:>9} {:>9}".format(*header))
     for r in rows:
-        print(f"{r['backend']:<11} {r['model']:<5} {str(r['class_weight']):<13} "
+        print(f"{r['backend']:<11} {r['model']:<5} {r['variant']:<15} "
               f"{r['keras']:>9.1f} {r['kx']:>9.1f} {r['kx'] / r['keras']:>9.3f}")
 
 
