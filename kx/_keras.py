@@ -4,6 +4,7 @@ Keeping them here means a Keras upgrade that moves one of them breaks one import
 """
 
 from keras.src.backend import compute_output_spec  # noqa: F401,E402
+from keras.src.backend.common.masking import get_keras_mask, set_keras_mask  # noqa: F401,E402
 from keras.src.losses.loss import (  # noqa: F401
     scale_loss_for_distribution,
     unscale_loss_for_distribution,
@@ -16,4 +17,6 @@ from keras.src.saving.object_registration import GLOBAL_CUSTOM_NAMES  # noqa: F4
 from keras.src.trainers.data_adapters.array_slicing import (  # noqa: F401
     train_validation_split,
 )
+from keras.src.utils.backend_utils import in_tf_graph  # noqa: F401,E402
+from keras.src.utils.jax_utils import is_in_jax_tracing_scope  # noqa: F401,E402
 from keras.src.utils.python_utils import pythonify_logs  # noqa: F401

@@ -17,8 +17,8 @@ import math
 import keras
 import numpy as np
 from keras import ops
-from keras.src.backend.common.masking import set_keras_mask as _set_keras_mask
-from keras.src.utils import backend_utils, jax_utils
+
+from kx import _keras
 
 __all__ = [
     "as_vector_or_scalar",
@@ -53,9 +53,9 @@ def is_concrete(x):
     `tf.function` or `jax.jit`)."""
     if keras.backend.is_keras_tensor(x):
         return False
-    if backend_utils.in_tf_graph():
+    if _keras.in_tf_graph():
         return False
-    return not jax_utils.is_in_jax_tracing_scope(x)
+    return not _keras.is_in_jax_tracing_scope(x)
 
 
 def check_probabilities(y_pred, loss_name, arg="y_pred"):
@@ -200,5 +200,5 @@ def one_hot(labels, num_classes):
 def set_mask(values, mask):
     """Attaches a boolean mask to per-sample values, so that `keras.losses.Loss.__call__`
     averages over the valid entries only (Keras' own `ignore_class` mechanism)."""
-    _set_keras_mask(values, mask=mask)
+    _keras.set_keras_mask(values, mask=mask)
     return values

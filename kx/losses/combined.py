@@ -4,7 +4,8 @@ import numbers
 
 import keras
 from keras import ops
-from keras.src.backend.common.masking import get_keras_mask
+
+from kx import _keras
 
 __all__ = ["CombinedLoss", "LossArithmetic"]
 
@@ -51,7 +52,7 @@ def _per_sample(loss, y_true, y_pred):
     else:
         values = loss(y_true, y_pred)
     values = ops.cast(ops.convert_to_tensor(values), "float32")
-    mask = get_keras_mask(values)
+    mask = _keras.get_keras_mask(values)
     if mask is not None:
         # A component that masks entries (ignore_class) averages over the valid ones, as it
         # does alone with "sum_over_batch_size": scale valid entries by total / valid.
