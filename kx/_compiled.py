@@ -10,6 +10,7 @@ from keras import ops
 
 from kx import _keras
 from kx._structure import DEFAULT_OUTPUT_NAME
+from kx.backend import lookup
 from kx.definitions import ExtendedLoss, ExtendedMetric, LossDefinition, MetricDefinition
 
 # Key of a sample-weight dict, made by the train step, that carries the weight of the batch
@@ -102,9 +103,22 @@ class CompiledDefinitions:
             if isinstance(d, ExtendedMetric)
         }
         self._reducer = _PerSampleValues(name="kx_extended_loss")
-        # Set by fit(): {target: float32 lookup table}, and output shapes for label forms.
+        self.log_keys = {id(m): key for key, m in self.keras_metrics()}
+        # The key of a loss that equals the total (one loss, weight 1, no model.losses): it is
+        # logged from Keras' loss tracker instead of a second tracker updated every step.
+        self.total_alias = None
+        # Set by fit(): {target: float32 table}, the same as tensors with a last entry of 1 for
+        # classes outside the table, and output shapes for label forms.
         self.class_weight_tables = {}
+        self.class_weight_lookups = {}
         self.output_shapes = {}
+
+    def set_class_weight_tables(self, tables):
+        self.class_weight_tables = tables
+        self.class_weight_lookups = {
+            t: ops.convert_to_tensor(np.append(table, np.float32(1.0)))
+            for t, table in tables.items()
+        }
 
     # -- metrics bookkeeping -------------------------------------------------------------------
 
@@ -137,6 +151,10 @@ class CompiledDefinitions:
         batch_size = _batch_size(x, y_pred)
         joined = None
         total = None
+        only = next(iter(self.losses)) if len(self.losses) == 1 else None
+        unweighted = only is not None and self.loss_weights.get(only, 1.0) == 1.0
+        alias = only if unweighted and not model.losses else None
+        self.total_alias = alias
         for key, d in self.losses.items():
             if _is_def(d):
                 value = d.loss(
@@ -150,9 +168,10 @@ class CompiledDefinitions:
                 values = _check_per_sample(d.fn(joined, outputs), key, d, batch_size)
                 value = self._reducer(values, values, sample_weight=weights.for_extended(d))
             value = ops.cast(value, "float32")
-            self.loss_trackers[key].update_state(
-                _keras.unscale_loss_for_distribution(value), sample_weight=batch_size
-            )
+            if key != alias:
+                self.loss_trackers[key].update_state(
+                    _keras.unscale_loss_for_distribution(value), sample_weight=batch_size
+                )
             weight = self.loss_weights.get(key, 1.0)
             term = value if weight == 1.0 else value * weight
             total = term if total is None else total + term
@@ -193,7 +212,7 @@ class CompiledDefinitions:
         targets = _named_targets(model, y)
         weights = _Weights(sample_weight)
         folded = {t: weights.for_target(t) for t in targets}
-        for target, table in self.class_weight_tables.items():
+        for target, table in self.class_weight_lookups.items():
             labels = _get(targets, target, "target", "class_weight", None)
             cw = _lookup_class_weights(
                 labels, table, self.output_shapes.get(self.output_for_target(target))
@@ -322,18 +341,19 @@ def _label_form(labels, output_shape):
 
 
 def _lookup_class_weights(labels, table, output_shape):
-    """One weight per label (per element for labels of any rank); unknown classes weigh 1."""
+    """One weight per label (per element for labels of any rank); unknown classes weigh 1.
+
+    `table` ends with an extra entry 1.0, read for every id outside the classes.
+    """
     if _label_form(labels, output_shape) == "one_hot":
         ids = ops.argmax(labels, axis=-1)
     else:
         ids = labels
         if len(ids.shape) >= 2 and ids.shape[-1] == 1:
             ids = ops.squeeze(ids, axis=-1)
-    ids = ops.cast(ids, "int32")
-    n = int(table.shape[0])
-    known = ops.logical_and(ids >= 0, ids < n)
-    weights = ops.take(ops.convert_to_tensor(table), ops.clip(ids, 0, n - 1))
-    return ops.where(known, weights, ops.ones_like(weights))
+        if not keras.backend.is_int_dtype(ids.dtype):
+            ids = ops.cast(ids, "int32")
+    return lookup(table, ids)
 
 
 def _parse_losses(loss, output_names):

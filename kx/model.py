@@ -215,7 +215,7 @@ class CustomModel(TrainStep, keras.Model):
             np.array_equal(old[k], tables[k]) for k in tables
         )
         if not same:
-            self._kx.class_weight_tables = tables
+            self._kx.set_class_weight_tables(tables)
             self.train_function = None  # the tables are constants of the traced step
 
     def _kx_fold_class_weights(self, data):
@@ -315,16 +315,20 @@ class CustomModel(TrainStep, keras.Model):
     def get_metrics_result(self):
         if self._kx is None:
             return super().get_metrics_result()
-        keys = {id(m): key for key, m in self._kx.keras_metrics()}
+        keys, alias = self._kx.log_keys, self._kx.total_alias
         logs = {}
         for metric in self.metrics:
             key = keys.get(id(metric), metric.name)
+            if key == alias:
+                continue  # the loss equal to the total: logged from the loss tracker below
             result = metric.result()
             if isinstance(result, dict):
                 prefix = f"{key}_" if id(metric) in keys else ""
                 logs.update({f"{prefix}{k}": v for k, v in result.items()})
             else:
                 logs[key] = result
+        if alias is not None:
+            logs[alias] = logs["loss"]
         return _keras.pythonify_logs(logs)
 
     def _symbolic_build(self, iterator=None, data_batch=None):

@@ -122,6 +122,16 @@ def main():
                 arrays[name] = np.array("no error")
             except Exception as e:  # recorded for the test to read
                 arrays[name] = np.array(f"{type(e).__name__}: {e}")
+        # A model built outside the strategy's scope and trained inside it: kx must do
+        # whatever keras.Model does (the same error, or the same run).
+        for name, make in (("outside_kx", build), ("outside_keras", build_stock)):
+            model = make()
+            try:
+                with strategy.scope():
+                    h = model.fit(*data(), batch_size=BATCH, shuffle=False, epochs=1, verbose=0)
+                arrays[name] = np.array(json.dumps(h.history))
+            except Exception as e:  # recorded for the test to read
+                arrays[name] = np.array(type(e).__name__)
     elif mode == "data_parallel":
         os.environ["KERAS_BACKEND"] = "jax"
         os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"

@@ -435,6 +435,10 @@ def test_duplicate_keys_and_unknown_loss_weight():
         compiled(kx_losses(), loss_weights={"cee": 2.0})
     with pytest.raises(ValueError, match="reserved"):
         compiled({"loss": kx_losses()["ce"]})
+    model = two_output_model()
+    with pytest.raises(ValueError, match="metric key 'acc' is used twice"):
+        model.compile(optimizer="sgd", loss=kx_losses(), metrics={"acc": acc},
+                      weighted_metrics={"acc": acc})
 
 
 def test_extended_loss_bad_returns():
@@ -534,3 +538,22 @@ def test_python_metric_definition_runs_on_validation_set():
     assert_close(h.history["val_auc"][-1], roc_auc_score(y[60:], p[:, 0]), rtol=1e-6)
     with pytest.warns(UserWarning, match=r"validation-only metrics \['auc'\] are not computed"):
         model.fit(x, {"label": y}, epochs=1, verbose=0)
+
+
+def test_single_loss_log_equals_total_and_is_epoch_averaged():
+    """With one unweighted loss and no regularization, the loss is the total in every log."""
+    x, y, _ = data()
+    model = Net()
+    model.compile(optimizer=keras.optimizers.SGD(0.1),
+                  loss={"ce": kx.LossDefinition("label", "logits", CE)})
+    h = model.fit(x, {"label": y}, batch_size=16, epochs=2, verbose=0,
+                  validation_data=(x, {"label": y})).history
+    assert_close(h["ce"], h["loss"])
+    assert_close(h["val_ce"], h["val_loss"])
+    ref = Net()
+    ref(x[:1])
+    ref.set_weights(model.get_weights())
+    ref.compile(optimizer="sgd", loss={"ce": kx.LossDefinition("label", "logits", CE)},
+                loss_weights={"ce": 2.0})  # weighted: a tracker of its own
+    logs = ref.evaluate(x, {"label": y}, batch_size=16, verbose=0, return_dict=True)
+    assert_close(logs["loss"], 2.0 * logs["ce"], rtol=1e-5)

@@ -244,3 +244,13 @@ def test_uneven_global_batch_under_mirrored_is_a_clear_error(mirrored_run):
     message = str(arrays["uneven_kx"])
     assert message.startswith("ValueError"), message
     assert "splits unevenly over the 2 replicas" in message and "[8, 7]" in message
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="tf.distribute is the TensorFlow backend's")
+def test_model_built_outside_the_strategy_scope_behaves_as_keras(mirrored_run):
+    arrays = np.load(mirrored_run)
+    ours, theirs = str(arrays["outside_kx"]), str(arrays["outside_keras"])
+    if not theirs.startswith("{"):  # Keras raised: kx raises the same error
+        assert ours == theirs
+    else:  # Keras trained (on the strategy the model was built under): same losses
+        assert_close(json.loads(ours)["loss"], json.loads(theirs)["loss"], rtol=1e-5)

@@ -1,4 +1,8 @@
-"""The torch train step: class weights folded into the batch, then Keras' own step."""
+"""The torch train step: class weights folded into the batch, then Keras' own step; and the
+counting and lookup primitives in native torch (each `keras.ops` call costs microseconds of
+dispatch on eager torch, and these run on every step)."""
+
+import torch
 
 
 class TrainStep:
@@ -12,7 +16,11 @@ def count_ids(ids, num_ids, weights=None):
     Keras' torch `segment_sum` goes through `repeat_interleave` and a float round trip;
     `torch.bincount` is one native pass.
     """
-    import torch
-
     counts = torch.bincount(ids, weights=weights, minlength=num_ids)
     return counts.to(torch.int32 if weights is None else weights.dtype)
+
+
+def lookup(table, ids):
+    """`table[ids]` for ids in [0, len(table) - 1); any other id reads the last entry."""
+    n = table.shape[0] - 1
+    return table[torch.where((ids >= 0) & (ids < n), ids, n)]
