@@ -8,7 +8,7 @@ from keras import ops
 
 from kx.losses import _utils
 from kx.losses.combined import LossArithmetic
-from kx.losses.crossentropy import sparse_log_probs
+from kx.losses.crossentropy import targets_and_log_probs
 from kx.losses.focal import check_gamma
 
 __all__ = ["ClassBalancedLoss", "class_balanced_loss", "class_balanced_weights"]
@@ -133,15 +133,7 @@ def class_balanced_loss(
         tuple(weights.tolist()), y_pred, "samples_per_class", loss_name
     )
     if isinstance(base, str):
-        if sparse:
-            labels, log_p = sparse_log_probs(y_true, y_pred, from_logits, loss_name)
-            target = _utils.one_hot(labels, log_p.shape[-1])
-        else:
-            target, y_pred = _utils.prepare(y_true, y_pred)
-            target, y_pred = _utils.check_same_shape(target, y_pred, loss_name)
-            if not from_logits:
-                y_pred = _utils.check_probabilities(y_pred, loss_name)
-            log_p = _utils.log_probs(y_pred, from_logits)
+        target, log_p = targets_and_log_probs(y_true, y_pred, sparse, from_logits, loss_name)
         terms = target * log_p
         if base == "focal":
             terms = terms * _utils.safe_pow(1.0 - ops.exp(log_p), gamma)

@@ -50,6 +50,19 @@ def sparse_log_probs(y_true, y_pred, from_logits, loss_name):
     return labels, _utils.log_probs(y_pred, from_logits)
 
 
+
+def targets_and_log_probs(y_true, y_pred, sparse, from_logits, loss_name):
+    """Shared start of the losses that take sparse labels or one-hot/probability targets:
+    returns `(targets, log_p)`, targets one-hot (or as given) on the class axis."""
+    if sparse:
+        labels, log_p = sparse_log_probs(y_true, y_pred, from_logits, loss_name)
+        return _utils.one_hot(labels, log_p.shape[-1]), log_p
+    target, y_pred = _utils.prepare(y_true, y_pred)
+    target, y_pred = _utils.check_same_shape(target, y_pred, loss_name)
+    if not from_logits:
+        y_pred = _utils.check_probabilities(y_pred, loss_name)
+    return target, _utils.log_probs(y_pred, from_logits)
+
 def smoothed_one_hot(labels, num_classes, label_smoothing):
     """One-hot targets smoothed as Keras does: `(1 - ls) * one_hot + ls / num_classes`."""
     target = _utils.one_hot(labels, num_classes)
@@ -334,15 +347,7 @@ def class_weighted_crossentropy(
     """
     loss_name = "class_weighted_crossentropy"
     class_weights = _check_class_weights(class_weights, loss_name)
-    if sparse:
-        labels, log_p = sparse_log_probs(y_true, y_pred, from_logits, loss_name)
-        target = _utils.one_hot(labels, log_p.shape[-1])
-    else:
-        target, y_pred = _utils.prepare(y_true, y_pred)
-        target, y_pred = _utils.check_same_shape(target, y_pred, loss_name)
-        if not from_logits:
-            y_pred = _utils.check_probabilities(y_pred, loss_name)
-        log_p = _utils.log_probs(y_pred, from_logits)
+    target, log_p = targets_and_log_probs(y_true, y_pred, sparse, from_logits, loss_name)
     weights = class_weight_vector(class_weights, log_p, loss_name)
     return -ops.sum(weights * target * log_p, axis=-1)
 

@@ -7,7 +7,7 @@ from keras import ops
 
 from kx.losses import _utils
 from kx.losses.combined import LossArithmetic
-from kx.losses.crossentropy import sparse_log_probs
+from kx.losses.crossentropy import targets_and_log_probs
 from kx.losses.focal import check_gamma
 
 __all__ = ["PolyLoss", "poly_loss"]
@@ -72,15 +72,7 @@ def poly_loss(
     epsilon = _check_epsilon(epsilon, loss_name)
     base = _check_base(base, loss_name)
     gamma = check_gamma(gamma, loss_name)
-    if sparse:
-        labels, log_p = sparse_log_probs(y_true, y_pred, from_logits, loss_name)
-        target = _utils.one_hot(labels, log_p.shape[-1])
-    else:
-        target, y_pred = _utils.prepare(y_true, y_pred)
-        target, y_pred = _utils.check_same_shape(target, y_pred, loss_name)
-        if not from_logits:
-            y_pred = _utils.check_probabilities(y_pred, loss_name)
-        log_p = _utils.log_probs(y_pred, from_logits)
+    target, log_p = targets_and_log_probs(y_true, y_pred, sparse, from_logits, loss_name)
     p = ops.exp(log_p)
     one_minus_pt = ops.maximum(1.0 - ops.sum(target * p, axis=-1), 0.0)
     if base == "ce":
