@@ -25,12 +25,9 @@ def data():
     return {"x": x}, {"logits": y, "recon": recon}
 
 
-def build():
-    """LossDefinition, ExtendedLoss, add_loss (activity regularization), a kernel regularizer,
-    loss weights and a metric: everything whose scaling distribution can get wrong."""
+def layers():
+    """The model's graph: a kernel regularizer and activity regularization (an `add_loss`)."""
     import keras
-
-    import kx
 
     keras.utils.set_random_seed(0)
     inputs = keras.Input((6,), name="x")
@@ -38,7 +35,17 @@ def build():
                            kernel_regularizer=keras.regularizers.L2(0.01))(inputs)
     logits = keras.layers.Dense(3, name="logits")(h)
     recon = keras.layers.ActivityRegularization(l2=0.01, name="recon")(keras.layers.Dense(2)(h))
-    model = kx.CustomModel({"x": inputs}, {"logits": logits, "recon": recon})
+    return {"x": inputs}, {"logits": logits, "recon": recon}
+
+
+def build():
+    """LossDefinition, ExtendedLoss, add_loss, a regularizer, loss weights and a metric:
+    everything whose scaling distribution can get wrong."""
+    import keras
+
+    import kx
+
+    model = kx.CustomModel(*layers())
     model.compile(
         optimizer=keras.optimizers.SGD(0.1),
         loss={
@@ -57,13 +64,7 @@ def build_stock():
     """build()'s model as a keras.Model compiled with the equivalent stock arguments."""
     import keras
 
-    keras.utils.set_random_seed(0)
-    inputs = keras.Input((6,), name="x")
-    h = keras.layers.Dense(8, activation="tanh",
-                           kernel_regularizer=keras.regularizers.L2(0.01))(inputs)
-    logits = keras.layers.Dense(3, name="logits")(h)
-    recon = keras.layers.ActivityRegularization(l2=0.01, name="recon")(keras.layers.Dense(2)(h))
-    model = keras.Model({"x": inputs}, {"logits": logits, "recon": recon})
+    model = keras.Model(*layers())
     model.compile(
         optimizer=keras.optimizers.SGD(0.1),
         loss={"logits": keras.losses.SparseCategoricalCrossentropy(from_logits=True),
