@@ -39,6 +39,29 @@ def assert_close(actual, expected, rtol=RTOL, atol=ATOL, err_msg=""):
     )
 
 
+def value_and_grad(fn, x):
+    """Loss sum and its gradient with respect to `x`, with the backend's autodiff."""
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        x = tf.constant(x)
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            value = tf.reduce_sum(fn(x))
+        return value.numpy(), tape.gradient(value, x).numpy()
+    if BACKEND == "jax":
+        import jax
+
+        value, grad = jax.value_and_grad(lambda v: fn(v).sum())(x)
+        return np.asarray(value), np.asarray(grad)
+    import torch
+
+    x = torch.tensor(x, requires_grad=True)
+    value = fn(x).sum()
+    value.backward()
+    return value.detach().numpy(), x.grad.numpy()
+
+
 @pytest.fixture(autouse=True)
 def _seed_and_clear():
     keras.utils.set_random_seed(1234)

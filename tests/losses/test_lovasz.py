@@ -6,7 +6,7 @@ import math
 import keras
 import numpy as np
 import pytest
-from conftest import BACKEND, assert_close
+from conftest import assert_close, value_and_grad
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -18,29 +18,6 @@ IGNORE = 255
 
 # --------------------------------------------------------------------------------------------
 # NumPy reference and autodiff
-
-
-def value_and_grad(fn, x):
-    """Loss sum and its gradient with respect to `x`, with the backend's autodiff."""
-    if BACKEND == "tensorflow":
-        import tensorflow as tf
-
-        x = tf.constant(x)
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            value = tf.reduce_sum(fn(x))
-        return value.numpy(), tape.gradient(value, x).numpy()
-    if BACKEND == "jax":
-        import jax
-
-        value, grad = jax.value_and_grad(lambda v: fn(v).sum())(x)
-        return np.asarray(value), np.asarray(grad)
-    import torch
-
-    x = torch.tensor(x, requires_grad=True)
-    value = fn(x).sum()
-    value.backward()
-    return value.detach().numpy(), x.grad.numpy()
 
 
 def ref_lovasz_grad(gt_sorted):
