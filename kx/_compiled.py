@@ -9,7 +9,7 @@ import numpy as np
 from keras import ops
 
 from kx import _keras
-from kx._structure import DEFAULT_OUTPUT_NAME
+from kx._structure import DEFAULT_OUTPUT_NAME, named_inputs, named_outputs, named_targets
 from kx.backend import lookup
 from kx.definitions import ExtendedLoss, ExtendedMetric, LossDefinition, MetricDefinition
 
@@ -209,7 +209,7 @@ class CompiledDefinitions:
         """
         if not self.class_weight_tables:
             return sample_weight
-        targets = _named_targets(model, y)
+        targets = named_targets(model, y)
         weights = _Weights(sample_weight)
         folded = {t: weights.for_target(t) for t in targets}
         for target, table in self.class_weight_lookups.items():
@@ -258,15 +258,7 @@ def _is_def(d):
 
 
 def _named(model, x, y, y_pred):
-    from kx._structure import named_inputs, named_outputs
-
-    return named_inputs(model, x), _named_targets(model, y), named_outputs(model, y_pred)
-
-
-def _named_targets(model, y):
-    from kx._structure import named_targets
-
-    return named_targets(model, y)
+    return named_inputs(model, x), named_targets(model, y), named_outputs(model, y_pred)
 
 
 def _get(named, name, kind, key, d):

@@ -90,9 +90,9 @@ class ExtendedLoss:
             compile state; a lambda works but is not restored by `load_model`.
         sample_weight_target: the target whose sample weight (and, in training, class weight)
             weighs this loss when `fit` gives weights per target. Defaults to `None`: the sample
-            weight when it is a single tensor, or the first target's when it is a dict (with one
-            `sample_weight` array, Keras gives every target the same array). Class weights apply
-            only through a named target.
+            weight when it is a single tensor, or that of the first target in sorted order when
+            it is a dict (with one `sample_weight` array, Keras gives every target the same
+            array). Class weights apply only through a named target.
 
     Example:
 

@@ -153,29 +153,25 @@ class CustomModel(TrainStep, keras.Model):
         sample_weight=None,
         **kwargs,
     ):
-        if self._kx is None:
-            return super().fit(
-                x, y, batch_size=batch_size, epochs=epochs, verbose=verbose,
-                callbacks=callbacks, validation_split=validation_split,
-                validation_data=validation_data, shuffle=shuffle,
-                class_weight=class_weight, sample_weight=sample_weight, **kwargs,
-            )  # fmt: skip
-        sample_weight = self._kx_complete_sample_weight(y, sample_weight)
-        tables = self._kx_class_weight_tables(class_weight, x, y, validation_split)
-        if self._kx.python_metrics:
-            evaluator = self._kx_evaluator(
-                x, y, sample_weight, validation_split, validation_data,
-                kwargs.get("validation_batch_size") or batch_size,
-            )  # fmt: skip
-            callbacks = [evaluator, *(callbacks or [])] if evaluator else callbacks
-        # The tables stay set after fit, so that the next fit with the same class weights reuses
-        # the traced step instead of tracing again; any other call that trains resets them.
-        self._kx_set_class_weight_tables(tables)
+        if self._kx is not None:
+            sample_weight = self._kx_complete_sample_weight(y, sample_weight)
+            tables = self._kx_class_weight_tables(class_weight, x, y, validation_split)
+            if self._kx.python_metrics:
+                evaluator = self._kx_evaluator(
+                    x, y, sample_weight, validation_split, validation_data,
+                    kwargs.get("validation_batch_size") or batch_size,
+                )  # fmt: skip
+                callbacks = [evaluator, *(callbacks or [])] if evaluator else callbacks
+            # The tables stay set after fit, so that the next fit with the same class weights
+            # reuses the traced step instead of tracing again; any other call that trains
+            # resets them. Keras never sees the class weights: the train step applies them.
+            self._kx_set_class_weight_tables(tables)
+            class_weight = None
         return super().fit(
             x, y, batch_size=batch_size, epochs=epochs, verbose=verbose,
             callbacks=callbacks, validation_split=validation_split,
             validation_data=validation_data, shuffle=shuffle,
-            class_weight=None, sample_weight=sample_weight, **kwargs,
+            class_weight=class_weight, sample_weight=sample_weight, **kwargs,
         )  # fmt: skip
 
     def train_on_batch(self, *args, **kwargs):
@@ -262,7 +258,7 @@ class CustomModel(TrainStep, keras.Model):
             if cw == "balanced":
                 if target_labels is None:
                     raise ValueError(_no_labels_message(x, target))
-                if spec_is_global(class_weight) and not _is_class_labels(target_labels):
+                if isinstance(class_weight, str) and not _is_class_labels(target_labels):
                     continue  # "balanced" for all: only targets holding class labels
                 # Read the labels as the train step will: one-hot when their shape is the
                 # output's, else class ids (a 0/1 mask is sparse, not multi-label).
@@ -372,10 +368,6 @@ def _functional_variant(cls):
         _keras.GLOBAL_CUSTOM_NAMES[variant] = keras.saving.get_registered_name(cls)
         _FUNCTIONAL_VARIANTS[cls] = variant
     return _FUNCTIONAL_VARIANTS[cls]
-
-
-def spec_is_global(class_weight):
-    return isinstance(class_weight, str)
 
 
 def _class_weight_spec(class_weight, loss_targets):
