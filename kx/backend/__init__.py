@@ -1,5 +1,8 @@
-"""The only backend-specific code of kx: the train step of each Keras trainer, and two primitives
-(counting ids, looking up a table) that torch runs much faster natively than via `keras.ops`.
+"""The only backend-specific code of kx: the train step of each Keras trainer, and a few primitives
+that some backend runs much faster natively than through generic `keras.ops`: counting ids,
+looking up a table and the range of values (torch), the index of the largest score (TensorFlow,
+JAX), and compiling a pure function for eager calls (TensorFlow and JAX dispatch each eager op
+separately).
 
 Each override folds `fit(class_weight=...)` into the batch's sample weights and hands the batch to
 Keras' own step, which keeps everything Keras does (loss scaling for mixed precision, the unscaled
@@ -13,12 +16,15 @@ from keras import ops
 
 
 def count_ids(ids, num_ids, weights=None):
-    """Per-id counts (sums of `weights` when given) of flat int ids in [0, num_ids).
+    """Per-id counts (sums of `weights` when given) of flat int ids; ids outside
+    [0, num_ids) are dropped.
 
     `segment_sum` is native, exact for int32 and jit-safe on TensorFlow and JAX (JAX's
-    `bincount` is not jit-safe); torch replaces it with `torch.bincount`.
+    `bincount` is not jit-safe); both drop negative ids, JAX also those past the end, which
+    TensorFlow rejects. torch replaces it with `torch.bincount`.
     """
     data = ops.ones_like(ids, dtype="int32") if weights is None else weights
+    ids = ops.where(ids < num_ids, ids, -1)
     return ops.segment_sum(data, ids, num_segments=num_ids)
 
 
@@ -28,16 +34,34 @@ def lookup(table, ids):
     return ops.take(table, ops.where(ops.logical_and(ids >= 0, ids < n), ids, n))
 
 
+def value_range(x):
+    """`[min, max]` of all entries of `x`, stacked."""
+    return ops.stack([ops.min(x), ops.max(x)])
+
+
+def first_argmax(x):
+    """int32 index of the largest entry along the last axis (the first one on ties)."""
+    return ops.cast(ops.argmax(x, axis=-1), "int32")
+
+
+def compiled(fn):
+    """`fn` (pure: tensors in, tensors out, no variable access), compiled for eager calls.
+
+    Inside a traced step (`tf.function`, `jax.jit`) it is traced inline like any other code.
+    """
+    return fn
+
+
 _backend = keras.backend.backend()
 if _backend == "tensorflow":
-    from kx.backend.tensorflow import TrainStep
+    from kx.backend.tensorflow import TrainStep, compiled, first_argmax  # noqa: F811
 elif _backend == "jax":
-    from kx.backend.jax import TrainStep
+    from kx.backend.jax import TrainStep, compiled, first_argmax  # noqa: F811
 elif _backend == "torch":
-    from kx.backend.torch import TrainStep, count_ids, lookup  # noqa: F811
+    from kx.backend.torch import TrainStep, count_ids, lookup, value_range  # noqa: F811
 else:
     raise ImportError(
         f"kx supports the tensorflow, jax and torch Keras backends. Received: {_backend!r}"
     )
 
-__all__ = ["TrainStep", "count_ids", "lookup"]
+__all__ = ["TrainStep", "compiled", "count_ids", "first_argmax", "lookup", "value_range"]

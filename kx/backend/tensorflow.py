@@ -7,10 +7,36 @@ Two Keras 3.15 defects under `tf.distribute.MultiWorkerMirroredStrategy` are wor
 - the per-step logs are reduced with `strategy.reduce("MEAN", value, axis=0)`, which fails on
   scalars. Step logs get a length-1 axis there; epoch logs come from `get_metrics_result()` in
   cross-replica context as usual, so History is exact.
+
+Two primitives: `compiled` runs a pure function as a `tf.function` when called eagerly (one
+graph call instead of one dispatch per op), and inline when already inside a graph;
+`first_argmax` is TensorFlow's own argmax (Keras' adds a flush-to-zero fix: about 20 ops, 4x
+the time inside a compiled step).
 """
 
 import tensorflow as tf
 from keras import tree
+
+
+def first_argmax(x):
+    """int32 index of the largest entry along the last axis (the first one on ties)."""
+    return tf.argmax(x, axis=-1, output_type=tf.int32)
+
+
+def compiled(fn):
+    # One tf.function per argument structure (ranks, dtypes, None): each generalises its
+    # varying dimensions (a last, smaller batch) instead of retracing, without losing the rank.
+    graphs = {}
+
+    def call(*args):
+        if not tf.executing_eagerly():
+            return fn(*args)
+        key = tuple(None if a is None else (len(a.shape), a.dtype) for a in args)
+        if key not in graphs:
+            graphs[key] = tf.function(fn, autograph=False, reduce_retracing=True)
+        return graphs[key](*args)
+
+    return call
 
 
 class TrainStep:

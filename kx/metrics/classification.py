@@ -26,10 +26,16 @@ _ARGS_DOC = """
     inferred: pass `task="multilabel"`.
 
     Counts are exact integers (int32: up to 2**31 - 1 per cell) for unweighted updates;
-    sample-weighted updates accumulate in float32. Values known at update time (eager calls,
-    the torch backend outside `jit_compile`) are checked: labels out of range and probabilities
-    outside [0, 1] without `from_logits` raise `ValueError`; inside compiled steps (TF graphs,
-    JAX jit) values cannot be inspected, and out-of-range labels are not counted correctly.
+    sample-weighted updates accumulate in float32; results are computed in float32. Values
+    known at update time (eager calls, the torch backend outside `jit_compile`) are checked:
+    labels out of range and probabilities outside [0, 1] without `from_logits` raise
+    `ValueError`. Inside compiled steps (TF graphs, JAX jit) values cannot be inspected:
+    multiclass labels out of range are left out of the counts; binary and multilabel values
+    other than 0 and 1 are counted wrongly.
+
+    Eager calls run the update and `result()` as one compiled function each (`jax.jit`,
+    `tf.function`; plain torch), traced once per config and input rank, and shared by all
+    metrics of the same config.
 """
 
 
@@ -160,11 +166,21 @@ class ClassificationMetrics(ConfusionState):
         )
 
     def result(self):
-        results = {}
-        stats = self._stats()
-        matrix = self.confusion_matrix() if self.layout == "matrix" else None
+        # A compiled function returns its dict sorted by key (a pytree): restore the order of
+        # `metrics`, which is the order of the logs and the progress bar.
+        values = super().result()
+        ordered = {}
         for name in self.metric_names:
-            value = self._value(ALIASES[name], self.beta, stats, matrix)
+            if name in values:
+                ordered[name] = values[name]
+            else:
+                ordered.update((key, values[key]) for key in self._class_keys(name))
+        return ordered
+
+    def _result_from(self, counts):
+        results = {}
+        for name in self.metric_names:
+            value = self._value(ALIASES[name], counts, self.beta)
             if len(value.shape) == 0:
                 results[name] = value
             else:
@@ -186,8 +202,8 @@ class _SingleMetric(ConfusionState):
             num_classes=num_classes, task=task, average=average, name=name, **kwargs
         )
 
-    def result(self):
-        return self._value(self._metric)
+    def _result_from(self, counts):
+        return self._value(self._metric, counts)
 
 
 _STANDALONE_DOC = """{summary}
@@ -315,5 +331,5 @@ class ConfusionMatrix(ConfusionState):
     def __init__(self, num_classes=None, task=None, name="confusion_matrix", **kwargs):
         super().__init__(num_classes=num_classes, task=task, name=name, **kwargs)
 
-    def result(self):
-        return self.confusion_matrix()
+    def _result_from(self, counts):
+        return counts.matrix

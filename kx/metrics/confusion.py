@@ -10,15 +10,22 @@ Two layouts, chosen by the task:
 
 Counts are kept in two variables: an int32 one for unweighted updates (exact up to 2**31 - 1 per
 cell; a float32 count would stop growing at 2**24) and a float32 one for sample-weighted updates
-(weights are real numbers; float64 is not available on JAX by default). Results are their sum,
-computed in float32.
+(weights are real numbers; float64 is not available on JAX by default). Results are computed in
+float32 from their sum.
+
+Speed: the batch's counts and the results are pure functions of tensors, compiled with
+`kx.backend.compiled` for eager calls; inside `fit` Keras reads `result()` on every step, so the
+formulas read each variable once and share intermediate sums.
 """
+
+import copy
+import functools
 
 import keras
 import numpy as np
 from keras import ops
 
-from kx.backend import count_ids
+from kx.backend import compiled, count_ids, first_argmax, value_range
 
 TASKS = ("binary", "multiclass", "multilabel")
 AVERAGES = ("micro", "macro", "weighted", None)
@@ -95,8 +102,56 @@ def check_metric_names(owner, names):
 
 def safe_div(numerator, denominator, zero_division):
     """`numerator / denominator`, and `zero_division` where the denominator is 0."""
-    zero = ops.equal(denominator, 0.0)
-    return ops.where(zero, zero_division, numerator / ops.where(zero, 1.0, denominator))
+    quotient = ops.divide_no_nan(numerator, denominator)
+    if zero_division == 0.0:  # one op: the common case, read on every step inside `fit`
+        return quotient
+    return ops.where(ops.equal(denominator, 0.0), zero_division, quotient)
+
+
+class Counts:
+    """float32 views of a confusion state, for the formulas; shared values are computed once.
+
+    `matrix` is the `(C, C)` matrix (layout `"matrix"`) or the `(labels, 2, 2)` stack of
+    `[[tn, fp], [fn, tp]]` (layout `"stats"`). `tp`, `fp`, `fn`, `tn` are per class (one vs
+    rest). Results are float32, so past 2**24 samples they carry float32 rounding, relative to
+    the total: `tn` of a class that covers nearly all samples is the least precise.
+    """
+
+    def __init__(self, matrix, layout):
+        self.matrix = matrix
+        self.layout = layout
+        if layout == "matrix":
+            self.tp = ops.diagonal(matrix)
+            self.rows = ops.sum(matrix, axis=1)  # true-class totals: tp + fn
+            self.cols = ops.sum(matrix, axis=0)  # predicted-class totals: tp + fp
+            self.total = ops.sum(self.rows)
+            self.fp = self.cols - self.tp
+            self.fn = self.rows - self.tp
+            self.tn = self.total - self.rows - self.fp
+        else:
+            self.tn, self.fp, self.fn, self.tp = ops.unstack(
+                ops.reshape(matrix, (-1, 4)), num=4, axis=-1
+            )
+
+    @functools.cached_property
+    def correct(self):
+        return ops.sum(self.tp)
+
+    @functools.cached_property
+    def chance(self):
+        """sum over classes of (true count x predicted count): total**2 x chance agreement."""
+        return ops.sum(self.rows * self.cols)
+
+    def spread(self, sums):
+        """`total**2 - sum(sums**2)` for the true (`rows`) or predicted (`cols`) class totals,
+        as a sum of non-negative terms: exactly 0 when one class holds every sample (`total**2`
+        minus a sum of squares may round, or fuse into an FMA, to a tiny nonzero value)."""
+        return ops.sum(sums * (ops.sum(sums) - sums))
+
+    @functools.cached_property
+    def expected_disagreement(self):
+        """`total**2 - chance` as a sum of non-negative terms (see `spread`)."""
+        return ops.sum(self.rows * (ops.sum(self.cols) - self.cols))
 
 
 def per_class_value(name, tp, fp, fn, tn, zero_division, beta=1.0):
@@ -150,64 +205,75 @@ def per_class_value(name, tp, fp, fn, tn, zero_division, beta=1.0):
     if name == "support":
         return tp + fn
     if name == "mcc":
-        n = tp + fp + fn + tn
-        # Proportions keep the products of four counts inside float32's range.
-        tp, fp, fn, tn = (safe_div(v, n, 0.0) for v in (tp, fp, fn, tn))
-        denominator = (tp + fp) * (tp + fn) * (tn + fp) * (tn + fn)
-        return div(tp * tn - fp * fn, ops.sqrt(denominator))
+        # Two square roots of products of two counts: four counts multiplied would overflow
+        # float32 past 2**32 samples.
+        denominator = ops.sqrt((tp + fp) * (tp + fn)) * ops.sqrt((tn + fp) * (tn + fn))
+        return div(tp * tn - fp * fn, denominator)
     if name.startswith("cohen_kappa"):
         # 2x2 kappa; linear and quadratic weights equal the unweighted ones on two classes.
-        n = tp + fp + fn + tn
-        tp, fp, fn, tn = (safe_div(v, n, 0.0) for v in (tp, fp, fn, tn))
-        expected_disagreement = (tn + fp) * (fp + tp) + (fn + tp) * (tn + fn)
-        return 1.0 - safe_div(fp + fn, expected_disagreement, 1.0 - zd)
+        # 1 - observed / expected disagreement, both scaled by n**2.
+        expected = (tn + fp) * (fp + tp) + (fn + tp) * (tn + fn)
+        return 1.0 - safe_div((tp + fp + fn + tn) * (fp + fn), expected, 1.0 - zd)
     raise ValueError(f"Unknown metric {name!r}.")  # unreachable after check_metric_names
 
 
-def matrix_value(name, matrix, zero_division):
-    """A whole-matrix multiclass metric from a float32 `(C, C)` confusion matrix.
+def matrix_value(name, counts, zero_division):
+    """A whole-matrix multiclass metric from `Counts` of a `(C, C)` confusion matrix.
 
     Formulas as scikit-learn's `accuracy_score`, `balanced_accuracy_score`, `matthews_corrcoef`,
-    `cohen_kappa_score` and `hamming_loss`, on proportions (counts / total) for float32 range.
+    `cohen_kappa_score` and `hamming_loss`, on counts (products of at most two of them, which
+    float32 holds up to about 10**19 samples).
     """
     zd = zero_division
-    total = ops.sum(matrix)
-    p = safe_div(matrix, total, 0.0)
-    correct = ops.trace(p)
+    s = counts
     if name == "accuracy":
-        return safe_div(ops.trace(matrix), total, zd)
+        return safe_div(s.correct, s.total, zd)
     if name == "hamming":
-        return safe_div(total - ops.trace(matrix), total, zd)
-    rows = ops.sum(p, axis=1)  # true-class proportions
-    cols = ops.sum(p, axis=0)  # predicted-class proportions
-    if name == "balanced_accuracy":
-        present = ops.cast(rows > 0, "float32")
-        recall = safe_div(ops.diagonal(p), rows, 0.0)
-        return safe_div(ops.sum(recall * present), ops.sum(present), zd)
+        return safe_div(s.total - s.correct, s.total, zd)
+    if name == "balanced_accuracy":  # mean recall of the classes present
+        present = ops.sum(ops.cast(s.rows > 0, "float32"))
+        return safe_div(ops.sum(ops.divide_no_nan(s.tp, s.rows)), present, zd)
     if name == "mcc":
-        cov_ytyp = correct - ops.sum(rows * cols)
-        cov_ypyp = 1.0 - ops.sum(cols * cols)
-        cov_ytyt = 1.0 - ops.sum(rows * rows)
-        # Undefined when all samples share one true or one predicted class: decided on the
-        # counts, as `1 - sum(p * p)` may round to a tiny nonzero value.
-        single = lambda v: ops.sum(ops.cast(v > 0, "int32")) <= 1
-        undefined = ops.logical_or(single(rows), single(cols))
-        return ops.where(
-            undefined, zd, safe_div(cov_ytyp, ops.sqrt(ops.maximum(cov_ytyt * cov_ypyp, 0.0)), zd)
-        )
-    if name.startswith("cohen_kappa"):
-        c = matrix.shape[-1]
-        idx = ops.arange(c, dtype="float32")
-        diff = ops.abs(idx[:, None] - idx[None, :])
-        if name == "cohen_kappa_linear":
-            weights = diff
-        elif name == "cohen_kappa_quadratic":
-            weights = diff * diff
-        else:
-            weights = ops.cast(diff > 0, "float32")
-        expected = rows[:, None] * cols[None, :]
-        return 1.0 - safe_div(ops.sum(weights * p), ops.sum(weights * expected), 1.0 - zd)
+        # Undefined (a zero denominator) when one class holds every true or predicted sample.
+        cov_ytyp = s.correct * s.total - s.chance
+        return safe_div(cov_ytyp, ops.sqrt(s.spread(s.rows)) * ops.sqrt(s.spread(s.cols)), zd)
+    if name == "cohen_kappa":  # 1 - observed / expected disagreement, both scaled by total**2
+        observed = s.total * (s.total - s.correct)
+        return 1.0 - safe_div(observed, s.expected_disagreement, 1.0 - zd)
+    if name in ("cohen_kappa_linear", "cohen_kappa_quadratic"):
+        c = s.matrix.shape[-1]
+        weights = np.abs(np.arange(c)[:, None] - np.arange(c)[None, :]).astype("float32")
+        if name == "cohen_kappa_quadratic":
+            weights = weights * weights
+        observed = s.total * ops.sum(s.matrix * weights)
+        expected = ops.sum(ops.matmul(s.rows, weights) * s.cols)
+        return 1.0 - safe_div(observed, expected, 1.0 - zd)
     raise ValueError(f"Unknown metric {name!r}.")
+
+
+class ValueRanges:
+    """`[min, max]` of the values that `update_state` checks once they are known (eager calls),
+    by name: `"y_true"` and `"y_pred"` labels and `"probabilities"` (NaN left out). Computed
+    with the counts, so a compiled update returns a few numbers, not a copy of the batch;
+    inside a traced step nothing reads them and they are pruned."""
+
+    def __init__(self, enabled=True):
+        self.enabled = enabled
+        self.values = {}
+
+    def labels(self, arg, labels, valid=None):
+        """Range of the integer labels of `arg`, `valid` entries only (others read as 0)."""
+        if self.enabled and 0 not in tuple(labels.shape):
+            if valid is not None:
+                labels = ops.where(valid, labels, 0)
+            self.values[arg] = value_range(labels)
+
+    def probabilities(self, scores):
+        if self.enabled and 0 not in tuple(scores.shape):
+            nan = ops.isnan(scores)
+            low = ops.min(ops.where(nan, float("inf"), scores))
+            high = ops.max(ops.where(nan, float("-inf"), scores))
+            self.values["probabilities"] = ops.cast(ops.stack([low, high]), "float32")
 
 
 def _concrete(x):
@@ -231,6 +297,12 @@ def _squeeze_last(x):
     if len(x.shape) >= 2 and x.shape[-1] == 1:
         return ops.squeeze(x, -1)
     return x
+
+
+# Compiled pure methods, keyed by (class, method, config); oldest dropped past the maximum.
+_COMPILED = {}
+_COMPILED_MAX = 256
+_STATE_ATTRIBUTES = ("counts", "weighted_counts", "_variables", "_tracker", "_kx_compiled")
 
 
 class ConfusionState(keras.metrics.Metric):
@@ -391,7 +463,7 @@ class ConfusionState(keras.metrics.Metric):
     def confusion_matrix(self):
         """The current counts as float32: `(C, C)` (multiclass) or `(labels, 2, 2)`."""
         self._require_built()
-        return ops.cast(self.counts, "float32") + self.weighted_counts
+        return _combined(self.counts.value, self.weighted_counts.value)
 
     def _require_built(self):
         if not self.built:
@@ -400,110 +472,153 @@ class ConfusionState(keras.metrics.Metric):
                 "seen. Call `update_state` first or pass `num_classes`."
             )
 
+    def _compiled(self, method):
+        """`kx.backend.compiled` of a pure method, shared by all metrics of equal config.
+
+        Compiling per instance would make every new metric pay a trace (a JAX jit compile:
+        tenths of a second) even for one eager call. The function is bound to a copy of this
+        metric without its variables; the config is fixed once the state is built.
+        """
+        cache = self.__dict__.setdefault("_kx_compiled", {})
+        if method not in cache:
+            config = sorted((k, v) for k, v in self.get_config().items() if k != "name")
+            key = (type(self), method, repr(config))
+            if key not in _COMPILED:
+                if len(_COMPILED) >= _COMPILED_MAX:
+                    del _COMPILED[next(iter(_COMPILED))]
+                _COMPILED[key] = compiled(getattr(self._without_state(), method))
+            cache[method] = _COMPILED[key]
+        return cache[method]
+
+    def _without_state(self):
+        clone = object.__new__(type(self))
+        clone.__dict__.update(
+            (k, v)
+            for k, v in self.__dict__.items()
+            if k not in _STATE_ATTRIBUTES and not isinstance(v, keras.Variable)
+        )
+        return clone
+
+    def __deepcopy__(self, memo):
+        # The compiled functions (jit/tf.function objects) are shared, not copied.
+        cls = type(self)
+        clone = cls.__new__(cls)
+        memo[id(self)] = clone
+        for key, value in self.__dict__.items():
+            if key != "_kx_compiled":
+                object.__setattr__(clone, key, copy.deepcopy(value, memo))
+        return clone
+
     # ---- update --------------------------------------------------------------------------
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         y_pred = ops.convert_to_tensor(y_pred)
         y_true = ops.convert_to_tensor(y_true)
+        if sample_weight is not None:
+            sample_weight = ops.convert_to_tensor(sample_weight)
         if not self.built:
             self._infer(y_pred)
+        counts, value_ranges = self._compiled("_count_batch")(y_true, y_pred, sample_weight)
+        self._check_value_ranges(value_ranges)
+        (self.counts if sample_weight is None else self.weighted_counts).assign_add(counts)
+
+    def _count_batch(self, y_true, y_pred, sample_weight):
+        """Pure: the batch's counts (int32, or float32 when weighted) and its `ValueRanges`."""
+        ranges = ValueRanges(enabled=self.validate_args)
+        c = self.num_classes
         if self.layout == "matrix":
-            t, p = self._multiclass_labels(y_true, y_pred)
-            valid = self._valid(t)
-            c = self.num_classes
-            # Ignored entries go to an extra id, c * c, whose count is dropped.
-            ids = ops.reshape(ops.where(valid, t * c + p, c * c), (-1,))
-            if sample_weight is None:
-                counts = count_ids(ids, c * c + 1)
-                self.counts.assign_add(ops.reshape(counts[: c * c], (c, c)))
-            else:
-                w = ops.reshape(self._weights(sample_weight, t), (-1,))
-                counts = count_ids(ids, c * c + 1, weights=w)
-                self.weighted_counts.assign_add(ops.reshape(counts[: c * c], (c, c)))
-            return
-        t, p, valid = self._label_indicators(y_true, y_pred)  # (..., L) 0/1 int32
-        t = ops.where(valid, t, 0)
+            t, p = self._multiclass_labels(y_true, y_pred, ranges)
+            # `count_ids` drops ids out of range: ignored entries, and true labels out of range
+            # (which only an eager call can report; predicted classes of scores are in range).
+            ids = t * c + p
+            if self.ignore_class is not None:
+                ids = ops.where(self._valid(t), ids, -1)
+            w = None if sample_weight is None else ops.reshape(self._weights(sample_weight, t), -1)
+            counts = count_ids(ops.reshape(ids, -1), c * c, weights=w)
+            return ops.reshape(counts, (c, c)), ranges.values
+        t, p, valid = self._label_indicators(y_true, y_pred, ranges)  # (..., L) 0/1 int32
+        if valid is not None:
+            t = ops.where(valid, t, 0)
         if sample_weight is None:
-            w = ops.cast(valid, "int32")
-            target = self.counts
+            w = None if valid is None else ops.cast(valid, "int32")
         else:
-            w = self._weights(sample_weight, t) * ops.cast(valid, "float32")
+            w = self._weights(sample_weight, t)
+            if valid is not None:
+                w = w * ops.cast(valid, "float32")
             t, p = ops.cast(t, "float32"), ops.cast(p, "float32")
-            target = self.weighted_counts
-        w = ops.reshape(w, (-1, self.num_classes))
-        t = ops.reshape(t, (-1, self.num_classes))
-        p = ops.reshape(p, (-1, self.num_classes))
-        tw = t * w
+        t = ops.reshape(t, (-1, c))
+        p = ops.reshape(p, (-1, c))
+        tw, pw, nw = t, p, (1 - t) * (1 - p)
+        if w is not None:
+            w = ops.reshape(w, (-1, c))
+            tw, pw, nw = t * w, p * w, nw * w
         tp = ops.sum(tw * p, axis=0)
         fn = ops.sum(tw, axis=0) - tp
-        pw = p * w
         fp = ops.sum(pw, axis=0) - tp
-        tn = ops.sum((1 - t) * (1 - p) * w, axis=0)  # direct: no float residue when weighted
-        stats = ops.stack([ops.stack([tn, fp], -1), ops.stack([fn, tp], -1)], -2)
-        target.assign_add(stats)
+        tn = ops.sum(nw, axis=0)  # direct: no float residue when weighted
+        stats = ops.reshape(ops.stack([tn, fp, fn, tp], axis=-1), (c, 2, 2))
+        return stats, ranges.values
+
+    def _check_value_ranges(self, value_ranges):
+        """Raises on labels or probabilities out of range, when their values are known."""
+        high = self.num_classes if self.task == "multiclass" else 2
+        for arg, value in value_ranges.items():
+            v = _concrete(value)
+            if v is None:
+                return
+            low, top = v.tolist()
+            if arg == "probabilities":
+                if low < 0.0 or top > 1.0:
+                    raise ValueError(
+                        f"{self._owner}: expected probabilities in [0, 1] in `y_pred` (pass "
+                        f"`from_logits=True` for logits). Received values in "
+                        f"[{low:.4g}, {top:.4g}]."
+                    )
+            elif low < 0 or top >= high:
+                what = "0 or 1" if high == 2 else f"class indices in [0, {high})"
+                ignored = ""
+                if arg == "y_true" and self.ignore_class is not None:
+                    ignored = f" or ignore_class={self.ignore_class}"
+                raise ValueError(
+                    f"{self._owner}: expected `{arg}` to hold {what}{ignored} "
+                    f"(num_classes={self.num_classes}). Received values in [{low}, {top}]."
+                )
 
     def _valid(self, t):
-        if self.ignore_class is None:
-            return ops.ones_like(t, dtype="bool")
         return ops.not_equal(t, self.ignore_class)
 
     def _weights(self, sample_weight, like):
         """`sample_weight` broadcast to the shape of `like` (leading axes aligned), float32."""
-        w = ops.cast(ops.convert_to_tensor(sample_weight), "float32")
+        w = ops.cast(sample_weight, "float32")
         while len(w.shape) > len(like.shape) and w.shape[-1] == 1:
             w = ops.squeeze(w, -1)
         while len(w.shape) < len(like.shape):
             w = ops.expand_dims(w, -1)
         return ops.broadcast_to(w, ops.shape(like))
 
-    def _check_probabilities(self, y_pred):
-        if self.from_logits or _is_int(y_pred) or not self.validate_args:
-            return
-        v = _concrete(y_pred)
-        if v is not None and v.size and (np.nanmin(v) < 0.0 or np.nanmax(v) > 1.0):
-            raise ValueError(
-                f"{self._owner}: expected probabilities in [0, 1] in `y_pred` (pass "
-                f"`from_logits=True` for logits). Received values in "
-                f"[{float(np.nanmin(v)):.4g}, {float(np.nanmax(v)):.4g}]."
-            )
-
-    def _check_labels(self, labels, arg, high):
-        """Labels in [0, high), or the ignored class, when their values are known."""
-        if not self.validate_args:
-            return
-        v = _concrete(labels)
-        if v is None or not v.size:
-            return
-        v = v[v != self.ignore_class] if self.ignore_class is not None else v
-        if v.size and (v.min() < 0 or v.max() >= high):
-            what = "0 or 1" if high == 2 else f"class indices in [0, {high})"
-            raise ValueError(
-                f"{self._owner}: expected `{arg}` to hold {what}"
-                f"{'' if self.ignore_class is None else f' or ignore_class={self.ignore_class}'}"
-                f" (num_classes={self.num_classes}). Received values in "
-                f"[{int(v.min())}, {int(v.max())}]."
-            )
-
-    def _multiclass_labels(self, y_true, y_pred):
+    def _multiclass_labels(self, y_true, y_pred, ranges):
         """Sparse int32 true and predicted classes of the same shape (any rank)."""
         c = self.num_classes
         scores = not _is_int(y_pred) and len(y_pred.shape) >= 2 and y_pred.shape[-1] == c
         if scores:
-            self._check_probabilities(y_pred)
-            p = ops.cast(ops.argmax(y_pred, axis=-1), "int32")
+            if not self.from_logits:
+                ranges.probabilities(y_pred)
+            p = first_argmax(y_pred)
         else:
             p = ops.cast(_squeeze_last(y_pred), "int32")
-        t = self._sparse_true(y_true, len(p.shape), y_pred.shape)
-        self._check_labels(t, "y_true", c)
-        if not scores:
-            self._check_labels(p, "y_pred", c)
+            ranges.labels("y_pred", p)
+        t, sparse = self._sparse_true(y_true, len(p.shape), y_pred.shape)
+        if sparse:
+            ranges.labels("y_true", t, None if self.ignore_class is None else self._valid(t))
         return t, p
 
     def _sparse_true(self, y_true, rank, pred_shape):
-        """Sparse int32 true classes of rank `rank` from sparse or one-hot `y_true`."""
+        """Sparse int32 true classes of rank `rank` from sparse or one-hot `y_true`, and whether
+        they were given sparse (only those can be out of range)."""
         c = self.num_classes
+        sparse = True
         if len(y_true.shape) == rank + 1 and y_true.shape[-1] == c and c > 1:
-            t = ops.cast(ops.argmax(y_true, axis=-1), "int32")  # one-hot
+            t, sparse = first_argmax(y_true), False  # one-hot
         elif len(y_true.shape) == rank + 1 and y_true.shape[-1] == 1:
             t = ops.cast(ops.squeeze(y_true, -1), "int32")
         elif len(y_true.shape) == rank:
@@ -517,10 +632,11 @@ class ConfusionState(keras.metrics.Metric):
                 f"shaped (..., {c}) with sparse (...) or one-hot (..., {c}) y_true, or y_pred "
                 "labels shaped like sparse y_true."
             )
-        return t
+        return t, sparse
 
-    def _label_indicators(self, y_true, y_pred):
-        """0/1 int32 true and predicted indicators shaped (..., labels)."""
+    def _label_indicators(self, y_true, y_pred, ranges):
+        """0/1 int32 true and predicted indicators shaped (..., labels), and which entries
+        count (None: all)."""
         c = self.num_classes
         if self.task == "multiclass":  # top_k > 1: one-vs-rest, a hit when in the top k
             if _is_int(y_pred) or y_pred.shape[-1] != c:
@@ -528,15 +644,21 @@ class ConfusionState(keras.metrics.Metric):
                     f"{self._owner}: `top_k={self.top_k}` needs scores shaped (..., {c}). "
                     f"Received: y_pred of shape {tuple(y_pred.shape)} and dtype {y_pred.dtype}"
                 )
-            self._check_probabilities(y_pred)
-            t = self._sparse_true(y_true, len(y_pred.shape) - 1, y_pred.shape)
-            self._check_labels(t, "y_true", c)
+            if not self.from_logits:
+                ranges.probabilities(y_pred)
+            t, sparse = self._sparse_true(y_true, len(y_pred.shape) - 1, y_pred.shape)
+            valid = None if self.ignore_class is None else self._valid(t)
+            if sparse:
+                ranges.labels("y_true", t, valid)
+                # Out-of-range labels (reported only by an eager call) are not counted.
+                in_range = ops.logical_and(t >= 0, t < c)
+                valid = in_range if valid is None else ops.logical_and(valid, in_range)
             _, top = ops.top_k(y_pred, self.top_k)
             p = ops.sum(ops.one_hot(top, c, dtype="int32"), axis=-2)
-            valid = self._valid(t)
+            if valid is None:
+                return ops.one_hot(t, c, dtype="int32"), p, None
             t_hot = ops.one_hot(ops.where(valid, t, 0), c, dtype="int32")
-            valid = ops.broadcast_to(valid[..., None], ops.shape(t_hot))
-            return t_hot, p, valid
+            return t_hot, p, ops.broadcast_to(valid[..., None], ops.shape(t_hot))
         if self.task == "binary":
             y_true, y_pred = _squeeze_last(y_true), _squeeze_last(y_pred)
             y_true, y_pred = y_true[..., None], y_pred[..., None]
@@ -548,45 +670,38 @@ class ConfusionState(keras.metrics.Metric):
                 f"{tuple(y_true.shape)}, y_pred of shape {tuple(y_pred.shape)}"
             )
         t = ops.cast(y_true, "int32")
-        self._check_labels(t, "y_true", 2)
+        valid = None if self.ignore_class is None else self._valid(t)
+        ranges.labels("y_true", t, valid)
         if _is_int(y_pred):
             p = ops.cast(y_pred, "int32")
-            self._check_labels(p, "y_pred", 2)
+            ranges.labels("y_pred", p)
         else:
-            self._check_probabilities(y_pred)
+            if not self.from_logits:
+                ranges.probabilities(y_pred)
             prob = ops.sigmoid(y_pred) if self.from_logits else y_pred
             p = ops.cast(prob > self.threshold, "int32")
-        return t, p, self._valid(t)
+        return t, p, valid
 
     # ---- results -------------------------------------------------------------------------
 
-    def _stats(self):
-        """Per-class float32 (tp, fp, fn, tn), exact integer arithmetic on the int32 part."""
+    def result(self):
         self._require_built()
+        return self._compiled("_results")(self.counts.value, self.weighted_counts.value)
 
-        def split(m):
-            if self.layout == "matrix":
-                tp = ops.diagonal(m)
-                fp = ops.sum(m, axis=0) - tp
-                fn = ops.sum(m, axis=1) - tp
-                tn = ops.sum(m) - tp - fp - fn
-                return tp, fp, fn, tn
-            return m[:, 1, 1], m[:, 0, 1], m[:, 1, 0], m[:, 0, 0]
+    def _results(self, counts, weighted_counts):
+        """Pure: the result from the values of the two count variables."""
+        return self._result_from(Counts(_combined(counts, weighted_counts), self.layout))
 
-        ints = split(self.counts)
-        floats = split(self.weighted_counts)
-        return tuple(ops.cast(i, "float32") + f for i, f in zip(ints, floats))
+    def _result_from(self, counts):
+        raise NotImplementedError
 
-    def _value(self, name, beta=1.0, stats=None, matrix=None):
-        """One metric under `self.average`: a scalar, or a per-class vector when None.
-
-        `stats` (from `_stats()`) and `matrix` (from `confusion_matrix()`) may be passed in
-        so that several metrics read the state once.
-        """
+    def _value(self, name, counts, beta=1.0):
+        """One metric under `self.average`, from `Counts`: a scalar, or a per-class vector when
+        `average=None`."""
         zd = self.zero_division
         if self.layout == "matrix" and name in MATRIX_SCALARS:
-            return matrix_value(name, self.confusion_matrix() if matrix is None else matrix, zd)
-        tp, fp, fn, tn = self._stats() if stats is None else stats
+            return matrix_value(name, counts, zd)
+        tp, fp, fn, tn = counts.tp, counts.fp, counts.fn, counts.tn
         if name == "hamming":  # always the fraction of wrong label decisions
             return safe_div(ops.sum(fp + fn), ops.sum(tp + fp + fn + tn), zd)
         if self.task == "multiclass" and name == "accuracy":  # top-k accuracy
@@ -625,6 +740,10 @@ class ConfusionState(keras.metrics.Metric):
             "class_names": self.class_names,
             "validate_args": self.validate_args,
         }
+
+
+def _combined(counts, weighted_counts):
+    return ops.cast(counts, "float32") + weighted_counts
 
 
 def _shapes_match(a, b):

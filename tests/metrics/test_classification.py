@@ -344,6 +344,75 @@ def test_counts_are_exact_past_2_24():
     close(results(m)["recall"], ((big + 3) / (big + 4) + 0.0) / 2)
 
 
+def test_results_past_2_31_samples_equal_sklearn():
+    # Cells near the int32 limit, totals of ~6e9 samples: results come from float32 sums,
+    # which past 2**24 round (relative to the total) but never wrap around like int32 sums.
+    # sklearn reads the same matrix as one sample per cell weighted by its count (float64).
+    matrix = np.array([[2_000_000_000, 3_000_000, 500_000],
+                       [40_000_000, 1_900_000_000, 7_000_000],
+                       [90_000, 600_000, 2_100_000_000]], "int64")
+    names = ["accuracy", "precision", "recall", "f1", "specificity", "mcc", "cohen_kappa",
+             "cohen_kappa_quadratic", "balanced_accuracy"]
+    m = ClassificationMetrics(num_classes=3, metrics=names, average=None)
+    m.counts.assign(matrix.astype("int32"))
+    res = results(m)
+    y_true, y_pred = np.divmod(np.arange(9), 3)
+    w = matrix.ravel().astype("float64")
+    prf = skm.precision_recall_fscore_support(y_true, y_pred, sample_weight=w)
+    for name, ref in zip(["precision", "recall", "f1"], prf[:3]):
+        close(per_class_key(res, name, 3), ref, name)
+    mcm = skm.multilabel_confusion_matrix(y_true, y_pred, sample_weight=w)
+    close(per_class_key(res, "specificity", 3), mcm[:, 0, 0] / mcm[:, 0].sum(-1))
+    close(res["accuracy"], skm.accuracy_score(y_true, y_pred, sample_weight=w))
+    close(res["mcc"], skm.matthews_corrcoef(y_true, y_pred, sample_weight=w))
+    close(res["cohen_kappa"], skm.cohen_kappa_score(y_true, y_pred, sample_weight=w))
+    close(res["cohen_kappa_quadratic"],
+          skm.cohen_kappa_score(y_true, y_pred, weights="quadratic", sample_weight=w))
+    close(res["balanced_accuracy"],
+          skm.balanced_accuracy_score(y_true, y_pred, sample_weight=w))
+
+
+def test_compiled_functions_are_shared_and_copies_are_independent():
+    import copy
+
+    a = ClassificationMetrics(num_classes=3, metrics=["precision", "mcc"])
+    b = ClassificationMetrics(num_classes=3, metrics=["precision", "mcc"], name="other")
+    c = ClassificationMetrics(num_classes=3, metrics=["recall"])
+    y, p = np.array([0, 1, 2, 2]), np.array([0, 2, 2, 1])
+    for m in (a, b, c):
+        m.update_state(y, p)
+    # One trace (a JAX jit compile, a tf.function) per config, not one per metric object.
+    assert a._compiled("_count_batch") is b._compiled("_count_batch")
+    assert a._compiled("_results") is b._compiled("_results")
+    assert a._compiled("_results") is not c._compiled("_results")
+    # Results (and so the logs) keep the order of `metrics`, not the sorted order of pytrees.
+    assert list(a.result()) == ["precision", "mcc"]
+    per_class = ClassificationMetrics(num_classes=2, metrics=["recall", "accuracy"], average=None)
+    per_class.update_state(np.array([0, 1]), np.array([0, 1]))
+    assert list(per_class.result()) == ["recall_0", "recall_1", "accuracy"]
+    clone = copy.deepcopy(a)
+    clone.update_state(y, y)
+    assert results(a) == results(b)
+    assert results(clone)["precision"] > results(a)["precision"]
+
+
+def test_out_of_range_labels_raise_eagerly_and_are_not_counted_when_compiled():
+    x = np.eye(3, dtype="float32")[[0, 1, 2, 2]]  # predicted classes 0, 1, 2, 2
+    y = np.array([0, 1, 7, 2])  # 7: out of range for 3 classes
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(3)])
+    model.set_weights([np.eye(3, dtype="float32") * 5, np.zeros(3, "float32")])
+    metric = ClassificationMetrics(num_classes=3, metrics=["recall", "support"],
+                                   from_logits=True)
+    model.compile(loss=lambda y_true, y_pred: keras.ops.mean(y_pred, axis=-1),
+                  metrics=[metric])
+    if keras.backend.backend() == "torch":  # Keras runs torch steps eagerly: values are known
+        with pytest.raises(ValueError, match=r"class indices in \[0, 3\).*\[0, 7\]"):
+            model.evaluate(x, y, verbose=0)
+        return
+    logs = model.evaluate(x, y, verbose=0, return_dict=True)
+    close([logs["recall"], logs["support"]], [1.0, 3.0])  # the sample labelled 7 is dropped
+
+
 def test_zero_division_and_empty_state():
     m = ClassificationMetrics(num_classes=3, metrics=["precision", "mcc", "cohen_kappa"],
                               zero_division=1.0, average=None)
