@@ -6,6 +6,8 @@ cannot give the other three). Two measurements per class count:
 
 - `update`: 50 eager `update_state` calls and one `result()`, per batch; fastest of 5 runs
   after a warm-up (the cost outside `fit`, e.g. in a custom loop or a callback);
+- `step`: `update_state` and `result()` per step as `fit` runs them: compiled on TensorFlow
+  and JAX, eager on torch (no model, no input pipeline: the metrics' own cost);
 - `fit`: steps/s of `model.fit` on the same one-layer softmax model with one-hot targets,
   without metrics, with kx's and with Keras' (compiled as Keras does by default); epochs of the
   variants interleave, and each figure is its fastest epoch. The metrics' own cost is the time per
@@ -14,7 +16,8 @@ cannot give the other three). Two measurements per class count:
 
 On the torch backend torchmetrics' MulticlassStatScores-based collection is timed as well.
 
-Usage: KERAS_BACKEND=jax python benchmarks/metrics.py [--classes 10 100] [--measures update fit]
+Usage: KERAS_BACKEND=jax python benchmarks/metrics.py [--classes 10 100]
+       [--measures update step fit]
 """
 
 import argparse
@@ -102,6 +105,60 @@ def bench_update(c, batches, batch_size=256):
     return out
 
 
+def bench_step(c, steps=20, batch_size=256):
+    """Per-step cost of `update_state` and `result()` as `fit` runs them (Keras reads the
+    results on every step): inside compiled code on TensorFlow (one tf.function of `steps`
+    unrolled steps) and JAX (a jitted stateless step), eagerly on torch (Keras' torch steps are
+    eager). One-hot targets and probabilities, as in `bench_fit`."""
+    rng = np.random.default_rng(2)
+    y = np.eye(c, dtype="float32")[rng.integers(0, c, (steps, batch_size))]
+    logits = rng.normal(size=(steps, batch_size, c)).astype("float32")
+    probs = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    ys = [keras.ops.convert_to_tensor(a) for a in y]
+    ps = [keras.ops.convert_to_tensor(a) for a in probs]
+    out = {}
+    for label, metrics in (("kx", kx_metrics(c, from_logits=False)),
+                           ("keras", keras_metrics(c))):
+        for m in metrics:  # builds lazily-built state (F1Score) outside compiled code
+            m.update_state(ys[0], ps[0])
+            m.reset_state()
+        out[label] = timed(_steps_runner(metrics, ys, ps), 7) / steps
+    return out
+
+
+def _steps_runner(metrics, ys, ps):
+    def step(y, p):
+        for m in metrics:
+            m.update_state(y, p)
+        return [m.result() for m in metrics]
+
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        steps = tf.function(lambda: [step(y, p) for y, p in zip(ys, ps)], autograph=False)
+        return steps
+    if backend == "jax":
+        import jax
+
+        variables = [v for m in metrics for v in m.variables]
+
+        @jax.jit
+        def stateless_step(values, y, p):
+            with keras.StatelessScope(state_mapping=list(zip(variables, values))) as scope:
+                results = step(y, p)
+                return [scope.get_current_value(v) for v in variables], results
+
+        def steps():
+            values = [v.value for v in variables]
+            for y, p in zip(ys, ps):
+                values, results = stateless_step(values, y, p)
+            jax.block_until_ready(results)
+
+        return steps
+    return lambda: [step(y, p) for y, p in zip(ys, ps)]
+
+
 class _EpochTimes(keras.callbacks.Callback):
     def __init__(self):
         super().__init__()
@@ -130,21 +187,22 @@ def bench_fit(c, steps, rounds, batch_size=256):
         model.compile("sgd", "categorical_crossentropy", metrics=metrics)
         model.fit(x, y, batch_size=batch_size, epochs=1, verbose=0)  # trace / compile
         models[label], timers[label] = model, _EpochTimes()
-    for _ in range(rounds):
-        for label, model in models.items():
-            model.fit(x, y, batch_size=batch_size, epochs=2, verbose=0,
-                      callbacks=[timers[label]])
+    labels = list(models)
+    for r in range(rounds):  # one epoch each, in an order that rotates every round
+        for label in labels[r % len(labels):] + labels[:r % len(labels)]:
+            models[label].fit(x, y, batch_size=batch_size, epochs=1, verbose=0,
+                              callbacks=[timers[label]])
     return {label: steps / min(t.times) for label, t in timers.items()}
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batches", type=int, default=50, help="batches per eager update run")
-    parser.add_argument("--steps", type=int, default=200, help="fit steps per epoch")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of 2 epochs")
+    parser.add_argument("--steps", type=int, default=300, help="fit steps per epoch")
+    parser.add_argument("--rounds", type=int, default=8, help="interleaved rounds of one epoch")
     parser.add_argument("--classes", type=int, nargs="+", default=[10, 100])
-    parser.add_argument("--measures", nargs="+", default=["update", "fit"],
-                        choices=["update", "fit"])
+    parser.add_argument("--measures", nargs="+", default=["update", "step", "fit"],
+                        choices=["update", "step", "fit"])
     args = parser.parse_args()
     backend = keras.backend.backend()
     print(f"backend={backend}  batch=256  batches={args.batches}  steps={args.steps}")
@@ -153,6 +211,8 @@ def main():
     for c in args.classes:
         if "update" in args.measures:
             update_row(c, args.batches)
+        if "step" in args.measures:
+            step_row(c)
         if "fit" in args.measures:
             fit_rows(c, args.steps, args.rounds)
 
@@ -164,6 +224,12 @@ def update_row(c, batches):
     if "torchmetrics" in u:
         line += f" {u['torchmetrics'] * 1e3:>12.3f} {u['torchmetrics'] / u['kx']:>6.2f}"
     print(line, flush=True)
+
+
+def step_row(c):
+    t = bench_step(c)
+    print(f"{c:>7} {'step update+result ms':<26} {t['kx'] * 1e3:>9.3f} "
+          f"{t['keras'] * 1e3:>9.3f} {t['keras'] / t['kx']:>9.2f}", flush=True)
 
 
 def fit_rows(c, steps, rounds):

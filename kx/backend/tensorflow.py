@@ -19,7 +19,8 @@ from keras import tree
 
 
 def first_argmax(x):
-    """int32 index of the largest entry along the last axis (the first one on ties)."""
+    """int32 index of the largest entry along the last axis (the first one on ties, on CPU;
+    TensorFlow does not promise which one elsewhere)."""
     return tf.argmax(x, axis=-1, output_type=tf.int32)
 
 
