@@ -1,6 +1,7 @@
 """ClassificationMetrics (one confusion state, many results) and the classes Keras lacks."""
 
 import keras
+from keras import ops
 
 from kx.metrics.confusion import ALIASES, ConfusionState, check_metric_names
 
@@ -183,9 +184,9 @@ class ClassificationMetrics(ConfusionState):
             value = self._value(ALIASES[name], counts, self.beta)
             if len(value.shape) == 0:
                 results[name] = value
-            else:
-                for i, key in enumerate(self._class_keys(name)):
-                    results[key] = value[i]
+            else:  # one op for all classes, not one slice per class
+                keys = self._class_keys(name)
+                results.update(zip(keys, ops.unstack(value, num=len(keys))))
         return results
 
     def get_config(self):

@@ -18,7 +18,6 @@ Speed: the batch's counts and the results are pure functions of tensors, compile
 formulas read each variable once and share intermediate sums.
 """
 
-import copy
 import functools
 
 import keras
@@ -499,15 +498,12 @@ class ConfusionState(keras.metrics.Metric):
         )
         return clone
 
-    def __deepcopy__(self, memo):
-        # The compiled functions (jit/tf.function objects) are shared, not copied.
-        cls = type(self)
-        clone = cls.__new__(cls)
-        memo[id(self)] = clone
-        for key, value in self.__dict__.items():
-            if key != "_kx_compiled":
-                object.__setattr__(clone, key, copy.deepcopy(value, memo))
-        return clone
+    def __getstate__(self):
+        # Copies and pickles leave out the compiled functions (jit / tf.function objects):
+        # a copy finds the shared ones again on first use.
+        state = self.__dict__.copy()
+        state.pop("_kx_compiled", None)
+        return state
 
     # ---- update --------------------------------------------------------------------------
 
