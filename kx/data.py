@@ -10,6 +10,8 @@ import numbers
 import keras
 import numpy as np
 
+from kx._class_weight import WeightTable, check_dict, check_sample_weight
+
 __all__ = ["DataGenerator", "LoaderError"]
 
 _SAMPLERS = ("oversample", "undersample", "balanced")
@@ -272,7 +274,7 @@ class DataGenerator(keras.utils.PyDataset):
         return labels
 
     def _resolve_class_weight(self, class_weight, y):
-        """Returns `{target_key: (classes, weights)}` (key `None` for a single target)."""
+        """Returns `{target_key: WeightTable}` (key `None` for a single target)."""
         if class_weight is None:
             return None
         labels = self.labels
@@ -318,17 +320,9 @@ class DataGenerator(keras.utils.PyDataset):
         resolved = {}
         for key, weights in class_weight.items():
             target_labels = labels.get(key) if isinstance(labels, dict) else labels
-            if target_labels is not None:
-                present = set(np.unique(target_labels).tolist())
-                missing = [c for c in weights if _py(c) not in present]
-                if missing:
-                    where = "" if key is None else f" for target {key!r}"
-                    raise ValueError(
-                        f"DataGenerator: `class_weight`{where} names classes {missing} that "
-                        f"never occur in the labels. Classes present: {sorted(present)}"
-                    )
-            classes = np.array(sorted(weights, key=_py))
-            resolved[key] = (classes, np.array([float(weights[c]) for c in classes]))
+            owner = "DataGenerator: class_weight" + ("" if key is None else f" for target {key!r}")
+            present = None if target_labels is None else np.unique(target_labels).tolist()
+            resolved[key] = WeightTable(check_dict(weights, owner, present=present))
         return resolved
 
     # ----------------------------------------------------------------- order
@@ -439,7 +433,6 @@ class DataGenerator(keras.utils.PyDataset):
                 sw = sw.get(key)
             w = np.ones(len(idx), "float32") if sw is None else sw[idx].astype("float32")
             if self._class_weight is not None and key in self._class_weight:
-                classes, values = self._class_weight[key]
                 labels = self.labels
                 if isinstance(labels, dict):
                     labels = labels.get(key)
@@ -452,9 +445,7 @@ class DataGenerator(keras.utils.PyDataset):
                             "DataGenerator: `class_weight` needs class labels, and the batch "
                             "targets are neither integer labels nor one-hot rows. Pass `labels=`."
                         )
-                pos = np.clip(np.searchsorted(classes, batch_labels), 0, len(classes) - 1)
-                hit = classes[pos] == batch_labels
-                w = w * np.where(hit, values[pos], 1.0).astype("float32")
+                w = w * self._class_weight[key].numpy(batch_labels)
             out[key] = w
         return out[None] if keys == [None] else out
 
@@ -544,6 +535,7 @@ def _check_keys(given, y, name):
 
 
 def _weights_array(w, name, n):
+    check_sample_weight(w, f"DataGenerator: {name}")
     w = np.asarray(w, dtype="float32")
     if w.ndim != 1 or len(w) != n:
         raise ValueError(

@@ -1,12 +1,13 @@
 """kx.CustomModel: a keras.Model whose compile takes loss and metric definitions."""
 
+import functools
 import warnings
 
 import keras
 import numpy as np
 
-from kx import _keras
-from kx._compiled import CompiledDefinitions, _label_form, uses_definitions
+from kx import _class_weight, _keras
+from kx._compiled import CompiledDefinitions, uses_definitions
 from kx._structure import named_targets, output_names
 from kx.backend import TrainStep
 
@@ -28,9 +29,15 @@ class CustomModel(TrainStep, keras.Model):
     - `metrics` / `weighted_metrics`: `kx.MetricDefinition(target, output, metric)` or
       `kx.ExtendedMetric(fn)`, logged under their keys (dict results as `<key>_<entry>`).
     - `fit(class_weight=...)`: `{class: weight}`, `{target: {class: weight}}`, `"balanced"` or
-      `{target: "balanced"}`; applied inside the train step to the named targets' sample weights,
-      so it works for any number of outputs, any data source, sparse or one-hot labels of any
-      rank, and multiplies with `sample_weight` (which may be a dict keyed by target).
+      `{target: "balanced"}`; multiplied into the named targets' sample weights before the
+      train step runs (a subclass's own `train_step` receives them too), so it works for any
+      number of outputs, any data source, sparse or one-hot labels of any rank, and multiplies
+      with `sample_weight` (which may be a dict keyed by target). Array data is weighted once
+      on the host, as Keras does; other sources batch by batch. The dict rule is
+      `kx/_class_weight.py`'s, the same for `kx.DataGenerator` and `kx.sample_weights`.
+    - A subclass may override `train_step` / `test_step` as the Keras guides do for each
+      backend; `compute_loss` / `compute_metrics` serve the definitions (see the guide
+      `custom_train_step.md`).
 
     Example:
 
@@ -51,7 +58,8 @@ class CustomModel(TrainStep, keras.Model):
     """
 
     _kx = None  # CompiledDefinitions when compiled with definitions, else None
-    _kx_compile_args = None
+    _kx_step_class_weights = None  # set by fit() for sources whose batches it cannot see
+    _kx_folding = False  # True while the outermost train_step of a batch runs
 
     # -- construction ----------------------------------------------------------------------------
     # Keras makes a Model subclass functional by rewriting the `__bases__` of every class up to
@@ -86,7 +94,6 @@ class CustomModel(TrainStep, keras.Model):
     ):
         if not uses_definitions(loss, metrics, weighted_metrics):
             self._kx = None
-            self._kx_compile_args = None
             return super().compile(
                 optimizer=optimizer,
                 loss=loss,
@@ -100,32 +107,13 @@ class CustomModel(TrainStep, keras.Model):
         )
         super().compile(optimizer=optimizer, **kwargs)
         self._kx = kx_compiled
-        self._kx_compile_args = {
-            "loss": loss,
-            "loss_weights": loss_weights,
-            "metrics": metrics,
-            "weighted_metrics": weighted_metrics,
-        }
 
     def get_compile_config(self):
         config = super().get_compile_config()
         if self._kx is None or not config:
             return config
-        args = {k: v for k, v in self._kx_compile_args.items() if v is not None}
-        try:
-            serialized = keras.saving.serialize_keras_object(args)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                keras.saving.deserialize_keras_object(serialized)  # safe mode: lambdas fail
-        except Exception as e:  # report, do not hide: the weights are still saved
-            warnings.warn(
-                "kx.CustomModel: the compile state (losses and metrics) cannot be saved, so "
-                "`load_model` will return an uncompiled model; the weights are saved. Use named "
-                "functions registered with `keras.saving.register_keras_serializable` instead "
-                "of lambdas in ExtendedLoss/ExtendedMetric, then call compile() after loading. "
-                f"Cause: {e}",
-                stacklevel=2,
-            )
+        serialized = self._kx.serialize()
+        if serialized is None:
             return None
         config.update(serialized)
         return config
@@ -153,20 +141,35 @@ class CustomModel(TrainStep, keras.Model):
         sample_weight=None,
         **kwargs,
     ):
+        step_class_weights = None
         if self._kx is not None:
-            sample_weight = self._kx_complete_sample_weight(y, sample_weight)
-            tables = self._kx_class_weight_tables(class_weight, x, y, validation_split)
+            if y is not None:  # arrays: checked on the host, as Keras' data adapters do
+                sample_weight = _class_weight.complete_sample_weight(y, sample_weight)
+                if class_weight is not None and validation_split and validation_data is None:
+                    # Split as Keras would, so that class weights reach the training part only.
+                    (x, y, sample_weight), validation_data = _keras.train_validation_split(
+                        (x, y, sample_weight), validation_split
+                    )
+                    validation_split = 0.0
+            self._kx_check_labels(y, validation_data)
+            class_weights = self._kx_class_weights(class_weight, x, y, validation_split)
+            if class_weights is not None and y is not None:
+                # Array data: the weights are folded once, here, into the sample weights that
+                # Keras slices into batches (as it does with its own class weights).
+                sample_weight = class_weights.fold(
+                    _numpy(named_targets(self, y)), sample_weight, _structure_of(self, y),
+                    numpy=True,
+                )  # fmt: skip
+            else:
+                step_class_weights = class_weights  # any other source: folded in the step
             if self._kx.python_metrics:
                 evaluator = self._kx_evaluator(
                     x, y, sample_weight, validation_split, validation_data,
                     kwargs.get("validation_batch_size") or batch_size,
                 )  # fmt: skip
                 callbacks = [evaluator, *(callbacks or [])] if evaluator else callbacks
-            # The tables stay set after fit, so that the next fit with the same class weights
-            # reuses the traced step instead of tracing again; any other call that trains
-            # resets them. Keras never sees the class weights: the train step applies them.
-            self._kx_set_class_weight_tables(tables)
-            class_weight = None
+            class_weight = None  # Keras never sees them
+        self._kx_set_step_class_weights(step_class_weights)
         return super().fit(
             x, y, batch_size=batch_size, epochs=epochs, verbose=verbose,
             callbacks=callbacks, validation_split=validation_split,
@@ -175,8 +178,7 @@ class CustomModel(TrainStep, keras.Model):
         )  # fmt: skip
 
     def train_on_batch(self, *args, **kwargs):
-        if self._kx is not None:
-            self._kx_set_class_weight_tables({})
+        self._kx_set_step_class_weights(None)
         return super().train_on_batch(*args, **kwargs)
 
     def _kx_evaluator(self, x, y, sample_weight, validation_split, validation_data, batch_size):
@@ -203,84 +205,38 @@ class CustomModel(TrainStep, keras.Model):
                 "validation_data=(x, y) or (x, y, sample_weight), to predict it whole at each "
                 f"epoch end. Received a {type(validation_data).__name__}."
             )
+        if len(validation_data) == 3 and validation_data[2] is None:
+            validation_data = validation_data[:2]
         return Evaluator(self._kx.python_metrics, validation_data, batch_size=batch_size)
 
-    def _kx_set_class_weight_tables(self, tables):
-        old = self._kx.class_weight_tables
-        same = old.keys() == tables.keys() and all(
-            np.array_equal(old[k], tables[k]) for k in tables
-        )
-        if not same:
-            self._kx.set_class_weight_tables(tables)
-            self.train_function = None  # the tables are constants of the traced step
+    def _kx_target_output_shapes(self):
+        shapes = _keras.output_shapes(self)
+        return {t: shapes.get(self._kx.output_for_target(t)) for t in self._kx.loss_targets}
 
-    def _kx_fold_class_weights(self, data):
-        if self._kx is None or not self._kx.class_weight_tables:
-            return data
-        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        return x, y, self._kx.fold_class_weights(self, y, sample_weight)
+    def _kx_check_labels(self, y, validation_data):
+        """Class ids of array data within the classes of the outputs the losses score them by."""
+        shapes, ignored = self._kx_target_output_shapes(), self._kx.ignored_classes()
+        for source, targets in (("y", y), ("validation_data", _validation_targets(
+                validation_data))):  # fmt: skip
+            if targets is not None:
+                labels = {k: v for k, v in named_targets(self, targets).items() if k in shapes}
+                _class_weight.check_class_ids(_numpy(labels), shapes, ignored, source)
 
-    def _kx_complete_sample_weight(self, y, sample_weight):
-        """A dict `sample_weight` naming only some targets: the others weigh 1 (array data)."""
-        if not isinstance(sample_weight, dict) or not isinstance(y, dict):
-            return sample_weight
-        unknown = sorted(set(sample_weight) - set(y))
-        if unknown:
-            raise ValueError(
-                f"`sample_weight` names the targets {unknown}, which are not in `y`. Expected "
-                f"keys among {sorted(y)}."
-            )
-        n = len(next(iter(sample_weight.values())))
-        return {k: sample_weight[k] if k in sample_weight else np.ones(n, "float32") for k in y}
-
-    def _kx_class_weight_tables(self, class_weight, x, y, validation_split):
+    def _kx_class_weights(self, class_weight, x, y, validation_split):
+        """`fit`'s `class_weight` resolved against this model and the training labels."""
         if class_weight is None:
-            return {}
-        from kx.weights import class_weights as compute_class_weights
-
-        loss_targets = self._kx.loss_targets
-        spec = _class_weight_spec(class_weight, loss_targets)
-        labels = self._kx_training_labels(x, y, validation_split)
-        output_shapes = _output_shapes(self)
-        if None in spec:  # one {class: weight} dict: find its classification target
-            candidates = [t for t in loss_targets if labels is None or _is_class_labels(labels[t])]
-            if len(candidates) != 1:
-                raise ValueError(
-                    "`class_weight` is a single {class: weight} dict, but the losses read the "
-                    f"targets {loss_targets}{'' if labels is None else ' with class labels: '}"
-                    f"{'' if labels is None else candidates}. Key it by target name: "
-                    "class_weight={target: {class: weight}}."
-                )
-            spec = {candidates[0]: spec.pop(None)}
-        tables = {}
-        for target, cw in spec.items():
-            target_labels = None if labels is None else labels.get(target)
-            if cw == "balanced":
-                if target_labels is None:
-                    raise ValueError(_no_labels_message(x, target))
-                if isinstance(class_weight, str) and not _is_class_labels(target_labels):
-                    continue  # "balanced" for all: only targets holding class labels
-                # Read the labels as the train step will: one-hot when their shape is the
-                # output's, else class ids (a 0/1 mask is sparse, not multi-label).
-                target_labels = np.asarray(target_labels)
-                output_shape = output_shapes.get(self._kx.output_for_target(target))
-                form = _label_form(target_labels, output_shape)
-                cw = compute_class_weights(target_labels, y_format=form)
-            tables[target] = _table(cw, target, target_labels)
-        if not tables:
-            raise ValueError(
-                "class_weight='balanced' found no target holding class labels (integer labels "
-                f"or one-hot rows) among the losses' targets {loss_targets}."
-            )
-        self._kx.output_shapes = output_shapes
-        return tables
+            return None
+        return _class_weight.resolve(
+            class_weight, self._kx.loss_targets, self._kx_training_labels(x, y, validation_split),
+            self._kx_target_output_shapes(), type(x).__name__, self._kx.ignored_classes(),
+        )  # fmt: skip
 
     def _kx_training_labels(self, x, y, validation_split):
         """{target: labels} of the training data, or None where the source cannot say."""
         if y is not None:
             if validation_split:
                 (_, y), _ = _keras.train_validation_split((x, y), validation_split)
-            return {k: keras.ops.convert_to_numpy(v) for k, v in named_targets(self, y).items()}
+            return _numpy(named_targets(self, y))
         labels = getattr(x, "labels", None)  # kx.DataGenerator and any PyDataset that has them
         if labels is None:
             return None
@@ -288,7 +244,32 @@ class CustomModel(TrainStep, keras.Model):
             return {k: np.asarray(v) for k, v in labels.items()}
         return {k: np.asarray(v) for k, v in named_targets(self, labels).items()}
 
+    def _kx_set_step_class_weights(self, class_weights):
+        if class_weights != self._kx_step_class_weights:
+            self._kx_step_class_weights = class_weights
+            self.train_function = None  # the tables are constants of the traced step
+
+    def _kx_fold_class_weights(self, data):
+        """The batch with `fit(class_weight=...)` multiplied into its sample weights."""
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        sample_weight = self._kx_step_class_weights.fold(
+            named_targets(self, y), sample_weight, _structure_of(self, y)
+        )
+        return x, y, sample_weight
+
     # -- steps -----------------------------------------------------------------------------------
+    # `fit(class_weight=...)` reaches every train step, the user's own override included: the
+    # class-level wrapper below folds the class weights into the batch before the outermost
+    # `train_step` runs, once, whether or not it calls `super().train_step`.
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        step = cls.train_step  # the class's own, or a mixin's listed before CustomModel
+        if not getattr(step, "_kx_folds_class_weights", False):
+            cls.train_step = _folding_class_weights(step)
+
+    def train_step(self, *args):
+        return super().train_step(*args)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         if self._kx is None:
@@ -306,32 +287,33 @@ class CustomModel(TrainStep, keras.Model):
         metrics = super().metrics
         if self._kx is None or not self.compiled:
             return metrics
-        return metrics[:1] + [m for _, m in self._kx.keras_metrics()] + metrics[1:]
+        return metrics[:1] + self._kx.metrics_objects() + metrics[1:]
 
     def get_metrics_result(self):
         if self._kx is None:
             return super().get_metrics_result()
-        keys, alias = self._kx.log_keys, self._kx.total_alias
-        logs = {}
-        for metric in self.metrics:
-            key = keys.get(id(metric), metric.name)
-            if key == alias:
-                continue  # the loss equal to the total: logged from the loss tracker below
-            result = metric.result()
-            if isinstance(result, dict):
-                prefix = f"{key}_" if id(metric) in keys else ""
-                logs.update({f"{prefix}{k}": v for k, v in result.items()})
-            else:
-                logs[key] = result
-        if alias is not None:
-            logs[alias] = logs["loss"]
-        return _keras.pythonify_logs(logs)
+        return _keras.pythonify_logs(self._kx.results(self.metrics))
+
+    # Keras 2's names, still used by blog posts' custom steps. Stock Keras 3 has them on
+    # TensorFlow only; with definitions they serve the definitions on every backend.
+
+    @property
+    def compiled_loss(self):
+        if self._kx is None:
+            return super().compiled_loss  # AttributeError where Keras has none
+        return functools.partial(_compiled_loss, self)
+
+    @property
+    def compiled_metrics(self):
+        if self._kx is None:
+            return super().compiled_metrics
+        return _CompiledMetrics(self)
 
     def _symbolic_build(self, iterator=None, data_batch=None):
-        # Keras builds its own compiled metrics symbolically before a JAX step is traced; kx
-        # metrics that create their variables on first use (e.g. keras.metrics.F1Score) need
-        # the same, since variables cannot be created inside a jitted JAX step.
-        if self._kx is None or getattr(self._kx, "built", False):
+        # Keras builds its own compiled metrics symbolically before a JAX step is traced; the
+        # definitions need the same (metrics that create their variables on first use, e.g.
+        # keras.metrics.F1Score, cannot do so inside a jitted JAX step).
+        if self._kx is None or self._kx.built:
             return super()._symbolic_build(iterator=iterator, data_batch=data_batch)
         if data_batch is None and iterator is not None:
             for _, _, data_or_iterator in iterator:
@@ -341,20 +323,74 @@ class CustomModel(TrainStep, keras.Model):
                     data_batch = next(data_or_iterator)
                 break
         super()._symbolic_build(data_batch=data_batch)
-        if data_batch is not None:
-            symbolic = keras.tree.map_structure(
-                lambda v: None
-                if v is None
-                else keras.KerasTensor(v.shape, keras.backend.standardize_dtype(v.dtype)),
-                data_batch,
-            )
-            x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(symbolic)
-            y_pred = _keras.compute_output_spec(self, x, training=False)
-            _keras.compute_output_spec(
-                lambda x, y, y_pred, sw: self._kx.update_metrics(self, x, y, y_pred, sw),
-                x, y, y_pred, sample_weight,
-            )  # fmt: skip
-        self._kx.built = True
+        self._kx.build(self, data_batch)
+
+
+def _folding_class_weights(step):
+    """`step` (a `train_step`) receiving `fit(class_weight=...)` folded into its batch."""
+
+    @functools.wraps(step)
+    def train_step(self, *args):
+        if self._kx_step_class_weights is None or self._kx_folding:
+            return step(self, *args)
+        # A plain flag, set and cleared around the call: a `super().train_step` inside the
+        # user's step must not fold a second time. (object.__setattr__: no layer tracking.)
+        object.__setattr__(self, "_kx_folding", True)
+        try:
+            *state, data = args
+            return step(self, *state, self._kx_fold_class_weights(data))
+        finally:
+            object.__setattr__(self, "_kx_folding", False)
+
+    train_step._kx_folds_class_weights = True
+    return train_step
+
+
+CustomModel.train_step = _folding_class_weights(CustomModel.train_step)
+
+
+def _compiled_loss(model, y, y_pred, sample_weight=None, regularization_losses=None):
+    warnings.warn(
+        "`model.compiled_loss()` is deprecated. Instead, use `model.compute_loss(x, y, y_pred, "
+        "sample_weight)`, which also passes the inputs to kx.ExtendedLoss.",
+        stacklevel=2,
+    )
+    return model.compute_loss(None, y, y_pred, sample_weight)
+
+
+class _CompiledMetrics:
+    """`model.compiled_metrics.update_state(y, y_pred, sample_weight)` for definitions."""
+
+    def __init__(self, model):
+        self._model = model
+
+    def update_state(self, y, y_pred, sample_weight=None):
+        warnings.warn(
+            "`model.compiled_metrics.update_state()` is deprecated. Instead, use "
+            "`model.compute_metrics(x, y, y_pred, sample_weight)`, which returns the logs and "
+            "also passes the inputs to kx.ExtendedMetric.",
+            stacklevel=2,
+        )
+        self._model._kx.update_metrics(self._model, None, y, y_pred, sample_weight)
+
+
+def _numpy(named):
+    return {k: keras.ops.convert_to_numpy(v) for k, v in named.items()}
+
+
+def _validation_targets(validation_data):
+    if isinstance(validation_data, (tuple, list)) and len(validation_data) in (2, 3):
+        return validation_data[1]
+    return None
+
+
+def _structure_of(model, y):
+    """How `y` is laid out, for sample weights of the same form: "single", "dict" or names."""
+    if isinstance(y, dict):
+        return "dict"
+    if isinstance(y, (list, tuple)):
+        return list(named_targets(model, y))
+    return "single"
 
 
 _FUNCTIONAL_VARIANTS = {}
@@ -368,108 +404,3 @@ def _functional_variant(cls):
         _keras.GLOBAL_CUSTOM_NAMES[variant] = keras.saving.get_registered_name(cls)
         _FUNCTIONAL_VARIANTS[cls] = variant
     return _FUNCTIONAL_VARIANTS[cls]
-
-
-def _class_weight_spec(class_weight, loss_targets):
-    """{target: dict | "balanced"}, with key None for one dict whose target is still unknown."""
-    if isinstance(class_weight, str):
-        if class_weight != "balanced":
-            raise ValueError(
-                "Expected `class_weight` to be a dict, a dict of dicts keyed by target, or "
-                f"'balanced'. Received: class_weight={class_weight!r}"
-            )
-        return {t: "balanced" for t in loss_targets}
-    if not isinstance(class_weight, dict):
-        raise TypeError(
-            "Expected `class_weight` to be a dict {class: weight}, a dict {target: {class: "
-            f"weight}} or 'balanced'}}}} or 'balanced'. Received: {type(class_weight).__name__}"
-        )
-    per_target = [isinstance(v, (dict, str)) for v in class_weight.values()]
-    if class_weight and all(per_target):
-        unknown = sorted(set(class_weight) - set(loss_targets))
-        if unknown:
-            raise ValueError(
-                f"`class_weight` names the targets {unknown}, but the losses read only "
-                f"{loss_targets}. Expected keys among those."
-            )
-        for target, v in class_weight.items():
-            if isinstance(v, str) and v != "balanced":
-                raise ValueError(
-                    f"class_weight[{target!r}]: expected a dict or 'balanced'. Received: {v!r}"
-                )
-        return dict(class_weight)
-    if any(per_target):
-        raise TypeError(
-            "`class_weight` mixes per-target entries with {class: weight} entries. Use one form."
-        )
-    return {None: class_weight}
-
-
-def _table(class_weight, target, labels):
-    """A float32 lookup table indexed by class id; classes not in the dict weigh 1."""
-    classes = []
-    for c in class_weight:
-        if isinstance(c, (bool, np.bool_)) or not isinstance(c, (int, np.integer)) or c < 0:
-            raise ValueError(
-                f"class_weight for target {target!r}: class {c!r} is not a valid label; "
-                "expected non-negative integer class ids."
-            )
-        classes.append(int(c))
-    weights = np.asarray([class_weight[c] for c in class_weight], "float64")
-    if not np.all(np.isfinite(weights)) or np.any(weights < 0):
-        raise ValueError(
-            f"class_weight for target {target!r}: weights must be finite and non-negative. "
-            f"Received: {dict(class_weight)}"
-        )
-    n_classes = _n_classes(labels)
-    if n_classes is not None and max(classes, default=-1) >= n_classes:
-        raise ValueError(
-            f"class_weight for target {target!r}: class {max(classes)} is not a valid label; "
-            f"the labels have {n_classes} classes (0..{n_classes - 1})."
-        )
-    table = np.ones(max(max(classes, default=0) + 1, n_classes or 0), "float32")
-    table[classes] = weights
-    return table
-
-
-def _n_classes(labels):
-    """The number of classes that one-hot labels declare (their width), else None."""
-    if labels is None:
-        return None
-    labels = np.asarray(labels)
-    if labels.dtype.kind == "f" and labels.ndim >= 2 and labels.shape[-1] > 1:
-        return labels.shape[-1]
-    return None
-
-
-def _is_class_labels(labels):
-    """Integer/bool labels, or float one-hot rows (or integral floats of rank <= 1)."""
-    labels = np.asarray(labels)
-    if labels.dtype.kind in "iub":
-        return True
-    if labels.dtype.kind != "f" or labels.size == 0:
-        return False
-    if labels.ndim >= 2 and labels.shape[-1] > 1:
-        return bool(np.all((labels == 0) | (labels == 1)) and np.all(labels.sum(-1) == 1))
-    return bool(np.all(labels == np.round(labels)) and labels.min() >= 0)
-
-
-def _output_shapes(model):
-    names = output_names(model)
-    outputs = getattr(model, "outputs", None)
-    if not names or not outputs:
-        return {}
-    struct = getattr(model, "_outputs_struct", None)
-    if isinstance(struct, dict):
-        return {k: tuple(v.shape) for k, v in struct.items()}
-    return {n: tuple(t.shape) for n, t in zip(names, outputs)}
-
-
-def _no_labels_message(x, target):
-    return (
-        f"class_weight='balanced' needs the training labels of target {target!r}, but the "
-        f"data source ({type(x).__name__}) does not expose them. Compute the weights once and "
-        "pass them: class_weight={target: kx.class_weights(y_train)} (or one dict for a single "
-        "target), or feed a kx.DataGenerator, whose `labels` property provides them."
-    )
-

@@ -26,6 +26,8 @@ mask `(n, H, W)` or multi-label rows `(n, T, labels)`), which raises and asks fo
 
 import numpy as np
 
+from kx._class_weight import check_dict
+
 __all__ = ["class_weights", "sample_weights"]
 
 METHODS = ("balanced", "inverse", "sqrt_inverse", "effective_number", "median_frequency")
@@ -282,6 +284,11 @@ def _as_labels(y, arg):
         elif hasattr(y, "toarray"):  # scipy sparse matrices
             y = y.toarray()
         a = np.asarray(y)
+        if a.dtype.kind in "US" and _mixes_kinds(y):
+            raise TypeError(
+                f"Expected `{arg}` to hold labels of one kind. Received numbers and strings "
+                "mixed (NumPy would turn the numbers into strings, so class 1 would become '1')."
+            )
     if a.ndim == 0:
         raise ValueError(
             f"Expected `{arg}` to hold one label per sample (at least 1-D). Received a scalar: "
@@ -293,6 +300,20 @@ def _as_labels(y, arg):
     if a.dtype.kind == "c":
         raise TypeError(f"Expected `{arg}` to hold real labels. Received dtype {a.dtype}")
     return a
+
+
+def _mixes_kinds(y):
+    flat = y if not isinstance(y, (list, tuple)) else _flatten(y)
+    kinds = {isinstance(v, (str, bytes, np.str_, np.bytes_)) for v in flat}
+    return len(kinds) > 1
+
+
+def _flatten(y):
+    for v in y:
+        if isinstance(v, (list, tuple)):
+            yield from _flatten(v)
+        else:
+            yield v
 
 
 def _check_sample_weight(sample_weight, labels_shape, owner):
@@ -731,27 +752,15 @@ def _expand(y, fmt, class_weight, sw, classes, options):
 
 
 def _check_dict(class_weight, y, fmt, classes):
-    for k, v in class_weight.items():
-        if not (isinstance(v, (int, float, np.number)) and np.isfinite(v) and v >= 0):
-            raise ValueError(
-                f"sample_weights: expected class weights to be finite numbers >= 0. Received "
-                f"{v!r} for class {k!r}"
-            )
+    keys, _ = _count(y, fmt, None)
+    owner = "sample_weights: class_weight"
+    check_dict(class_weight, owner, present=list(keys), classes=classes)
     if classes is not None:
         listed = np.asarray(classes).reshape(-1).tolist()
         missing = [c for c in listed if c not in class_weight]
         if missing:
             raise ValueError(
-                f"sample_weights: the classes {missing} of `classes` have no weight in "
-                f"`class_weight`. Received keys {list(class_weight)}"
+                f"{owner}: the classes {missing} of `classes` have no weight in `class_weight`. "
+                f"Received keys {list(class_weight)}"
             )
-        return class_weight
-    keys, _ = _count(y, fmt, None)
-    unweighted = [k for k in keys if k not in class_weight]
-    if unweighted and len(keys) - len(unweighted) != len(class_weight):
-        # scikit-learn's rule: a partial dict is fine, unless it names classes `y` lacks.
-        raise ValueError(
-            f"sample_weights: the classes {unweighted} of `y` are not in class_weight, whose "
-            f"keys {list(class_weight)} include classes absent from `y`."
-        )
     return class_weight

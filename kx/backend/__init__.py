@@ -1,14 +1,13 @@
-"""The only backend-specific code of kx: the train step of each Keras trainer, and a few primitives
-that some backend runs much faster natively than through generic `keras.ops`: counting ids,
-looking up a table and the range of values (torch), the index of the largest score (TensorFlow,
-JAX), and compiling a pure function for eager calls (TensorFlow and JAX dispatch each eager op
-separately).
+"""The only backend-specific code of kx: trainer fixes per backend (`TrainStep`, today only
+TensorFlow's multi-worker ones), and a few primitives that some backend runs much faster natively
+than through generic `keras.ops`: counting ids, looking up a table and the range of values
+(torch), the index of the largest score (TensorFlow, JAX), and compiling a pure function for
+eager calls (TensorFlow and JAX dispatch each eager op separately).
 
-Each override folds `fit(class_weight=...)` into the batch's sample weights and hands the batch to
-Keras' own step, which keeps everything Keras does (loss scaling for mixed precision, the unscaled
-loss in the logs, distribution scaling, the JAX state tuple, `torch.no_grad` in evaluation). The
-loss and metric assembly is backend-independent: `CustomModel.compute_loss` / `compute_metrics`.
-`test_step` needs no override: class weights apply to training only, as in Keras.
+Everything else, `fit(class_weight=...)` included (`kx/_class_weight.py`, folded before the
+outermost `train_step` by `kx/model.py`), is written once; Keras' own steps do the rest (loss
+scaling for mixed precision, the unscaled loss in the logs, distribution scaling, the JAX state
+tuple, `torch.no_grad` in evaluation).
 """
 
 import keras

@@ -1,9 +1,7 @@
-"""The JAX train step: class weights folded into the batch, then Keras' own stateless step.
+"""JAX: Keras' own stateless steps need no change (the state tuple passes through untouched,
+so jit's `donate_argnums` and `keras.distribution` shardings see exactly what Keras built).
 
-The state tuple `(trainable, non_trainable, optimizer, metrics)` passes through untouched, so
-jit's `donate_argnums` and `keras.distribution` shardings see exactly what Keras built.
-
-Also two primitives: `first_argmax` (XLA's CPU argmax, a variadic reduction, is about 4x slower
+Two primitives: `first_argmax` (XLA's CPU argmax, a variadic reduction, is about 4x slower
 than a max, a compare and a min) and `compiled` (`jax.jit` for eager calls).
 """
 
@@ -12,8 +10,7 @@ import jax.numpy as jnp
 
 
 class TrainStep:
-    def train_step(self, state, data):
-        return super().train_step(state, self._kx_fold_class_weights(data))
+    """No JAX-specific trainer code."""
 
 
 def first_argmax(x):

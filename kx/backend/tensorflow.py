@@ -1,4 +1,4 @@
-"""The TensorFlow train step: class weights folded into the batch, then Keras' own step.
+"""The TensorFlow trainer fixes, and two primitives.
 
 Two Keras 3.15 defects under `tf.distribute.MultiWorkerMirroredStrategy` are worked around here
 (they break stock `keras.Model.fit` too; tensorflow/tensorflow#72388):
@@ -16,6 +16,8 @@ the time inside a compiled step).
 
 import tensorflow as tf
 from keras import tree
+
+from kx import _keras
 
 
 def first_argmax(x):
@@ -42,14 +44,14 @@ def compiled(fn):
 
 class TrainStep:
     def train_step(self, data):
-        logs = super().train_step(self._kx_fold_class_weights(data))
+        logs = super().train_step(data)
         return _reducible_logs(self.distribute_strategy, logs)
 
     def test_step(self, data):
         return _reducible_logs(self.distribute_strategy, super().test_step(data))
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        strategy = self._distribute_strategy
+        strategy = _keras.distribute_strategy(self)
         if strategy is None or iterator is None:
             return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
         for _, _, it in iterator:  # the build needs shapes only: each leaf's first replica
@@ -84,9 +86,9 @@ def _check_even_split(strategy, batch):
 
 
 def _reducible_logs(strategy, logs):
-    multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and (
-        strategy.extended._in_multi_worker_mode()
-    )
+    multi_worker = isinstance(
+        strategy, tf.distribute.MultiWorkerMirroredStrategy
+    ) and _keras.in_multi_worker_mode(strategy)
     if not multi_worker:
         return logs
     return {k: tf.reshape(v, [1]) if tf.is_tensor(v) and v.shape.rank == 0 else v

@@ -1,13 +1,12 @@
-"""The torch train step: class weights folded into the batch, then Keras' own step; and the
-counting, lookup and value-range primitives in native torch (each `keras.ops` call costs
-microseconds of dispatch on eager torch, and these run on every step)."""
+"""torch: Keras' own steps need no change. The counting, lookup and value-range primitives in
+native torch (each `keras.ops` call costs microseconds of dispatch on eager torch, and these run
+on every step)."""
 
 import torch
 
 
 class TrainStep:
-    def train_step(self, data):
-        return super().train_step(self._kx_fold_class_weights(data))
+    """No torch-specific trainer code."""
 
 
 def count_ids(ids, num_ids, weights=None):
