@@ -1,21 +1,21 @@
-"""What `CustomModel.compile` makes of its definitions, and the per-step loss and metric assembly.
+"""The compiled definitions: what `CustomModel.compile` makes of its `loss` / `metrics`
+arguments, and everything that follows from them, like Keras' `CompileLoss` / `CompileMetrics`.
 
-Written once with `keras.ops`; the same code runs inside TensorFlow's `tf.function`, JAX's jit and
+`CompiledDefinitions` owns its trackers, its build from the first batch, the per-step loss and
+metric assembly, the logs and the serialized compile arguments; the model only calls it. Written
+once with `keras.ops`: the same code runs inside TensorFlow's `tf.function`, JAX's jit and
 PyTorch's eager steps.
 """
 
+import math
+import warnings
+
 import keras
-import numpy as np
 from keras import ops
 
 from kx import _keras
 from kx._structure import DEFAULT_OUTPUT_NAME, named_inputs, named_outputs, named_targets
-from kx.backend import lookup
 from kx.definitions import ExtendedLoss, ExtendedMetric, LossDefinition, MetricDefinition
-
-# Key of a sample-weight dict, made by the train step, that carries the weight of the batch
-# before class weights were folded in (the default weight of extended losses and metrics).
-DEFAULT_WEIGHT_KEY = "__kx_default_sample_weight__"
 
 _RESERVED_KEYS = ("loss",)
 
@@ -56,6 +56,12 @@ class CompiledDefinitions:
     """
 
     def __init__(self, loss, loss_weights, metrics, weighted_metrics, output_names):
+        self.arguments = {
+            "loss": loss,
+            "loss_weights": loss_weights,
+            "metrics": metrics,
+            "weighted_metrics": weighted_metrics,
+        }
         self.output_names = output_names
         self.losses = _parse_losses(loss, output_names)
         self.metrics = {}
@@ -103,34 +109,106 @@ class CompiledDefinitions:
             if isinstance(d, ExtendedMetric)
         }
         self._reducer = _PerSampleValues(name="kx_extended_loss")
-        self.log_keys = {id(m): key for key, m in self.keras_metrics()}
-        # The key of a loss that equals the total (one loss, weight 1, no model.losses): it is
-        # logged from Keras' loss tracker instead of a second tracker updated every step.
-        self.total_alias = None
-        # Set by fit(): {target: float32 table}, the same as tensors with a last entry of 1 for
-        # classes outside the table, and output shapes for label forms.
-        self.class_weight_tables = {}
-        self.class_weight_lookups = {}
-        self.output_shapes = {}
+        self._log_keys = {id(m): key for key, m in self._keyed_metrics()}
+        # A loss that equals the total (the only loss, weight 1) is not tracked a second time
+        # while the model has no other losses: its log reads Keras' loss tracker instead.
+        only = next(iter(self.losses)) if len(self.losses) == 1 else None
+        self._alias = only if only is not None and self.loss_weights.get(only, 1.0) == 1.0 else None
+        self.built = False  # metrics built from the first batch's shapes (see `build`)
+        # Set (at trace time) when compute_loss ran where no state may change: inside a user's
+        # jax.value_and_grad without a StatelessScope. The same step's update_metrics then
+        # records the named losses. Python-only, read in the same trace.
+        self._unrecorded = False
 
-    def set_class_weight_tables(self, tables):
-        self.class_weight_tables = tables
-        self.class_weight_lookups = {
-            t: ops.convert_to_tensor(np.append(table, np.float32(1.0)))
-            for t, table in tables.items()
-        }
+    # -- compile state ----------------------------------------------------------------------------
+
+    def serialize(self):
+        """The compile arguments as a Keras config, or `None` (with a warning) where they
+        cannot be saved, so that `load_model` returns an uncompiled model with its weights."""
+        args = {k: v for k, v in self.arguments.items() if v is not None}
+        try:
+            serialized = keras.saving.serialize_keras_object(args)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                keras.saving.deserialize_keras_object(serialized)  # safe mode: lambdas fail
+        except Exception as e:  # report, do not hide: the weights are still saved
+            lambdas = "lambda" in str(e).lower()
+            advice = (
+                "Use named functions registered with `keras.saving.register_keras_serializable` "
+                "instead of lambdas in ExtendedLoss/ExtendedMetric"
+                if lambdas else
+                "Register every custom loss, metric and function they use with "
+                "`keras.saving.register_keras_serializable` (with a `get_config` for classes "
+                "that take arguments)"
+            )
+            warnings.warn(
+                "kx.CustomModel: the compile state (losses and metrics) cannot be saved, so "
+                "`load_model` will return an uncompiled model; the weights are saved. "
+                f"{advice}, then call compile() after loading. Cause: {e}",
+                stacklevel=3,
+            )
+            return None
+        return serialized
+
+    def build(self, model, data_batch):
+        """Creates every metric's variables from the first batch's shapes, symbolically.
+
+        Needed before a JAX step is traced (variables cannot be created inside `jax.jit`).
+        """
+        if data_batch is not None:
+            symbolic = keras.tree.map_structure(
+                lambda v: None
+                if v is None
+                else keras.KerasTensor(v.shape, keras.backend.standardize_dtype(v.dtype)),
+                data_batch,
+            )
+            x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(symbolic)
+            y_pred = _keras.compute_output_spec(model, x, training=False)
+            _keras.compute_output_spec(
+                lambda x, y, y_pred, sw: self.update_metrics(model, x, y, y_pred, sw, False),
+                x, y, y_pred, sample_weight,
+            )  # fmt: skip
+        self.built = True
+
+    def ignored_classes(self):
+        """`{target: ignore_class}` of the loss definitions whose loss ignores a class."""
+        out = {}
+        for d in self.losses.values():
+            ignore = getattr(getattr(d, "loss", None), "ignore_class", None)
+            if ignore is not None:
+                out[d.target] = ignore
+        return out
 
     # -- metrics bookkeeping -------------------------------------------------------------------
 
-    def keras_metrics(self):
+    def _keyed_metrics(self):
         """Every metric object kx owns, in a fixed order, with the key it is logged under."""
-        named = [(k, t) for k, t in self.loss_trackers.items()]
+        named = list(self.loss_trackers.items())
         for key, d in self.metrics.items():
             if isinstance(d, MetricDefinition):
                 named.append((key, d.metric))
             else:
                 named.append((key, self.extended_metric_trackers[key]))
         return named
+
+    def metrics_objects(self):
+        """The metric objects, for `model.metrics` (resets, JAX state, results)."""
+        return [m for _, m in self._keyed_metrics()]
+
+    def results(self, metrics):
+        """The logs of `model.metrics`: the total first, each definition under its key."""
+        logs = {}
+        for metric in metrics:
+            key = self._log_keys.get(id(metric), metric.name)
+            result = metric.result()
+            if key == self._alias:  # untracked while the loss is the total (see __init__)
+                result = ops.where(metric.count > 0, result, logs["loss"])
+            if isinstance(result, dict):
+                prefix = f"{key}_" if id(metric) in self._log_keys else ""
+                logs.update({f"{prefix}{k}": v for k, v in result.items()})
+            else:
+                logs[key] = result
+        return logs
 
     @property
     def loss_targets(self):
@@ -146,15 +224,30 @@ class CompiledDefinitions:
     # -- per step --------------------------------------------------------------------------------
 
     def compute_loss(self, model, x, y, y_pred, sample_weight):
+        record = _keras.can_update_state()
+        extra = [ops.cast(_keras.aggregate_additional_loss(model, e), "float32")
+                 for e in model.losses]
+        total = None
+        for key, value in self._loss_values(model, x, y, y_pred, sample_weight):
+            if record and not (key == self._alias and not extra):
+                self.loss_trackers[key].update_state(
+                    _keras.unscale_loss_for_distribution(value),
+                    sample_weight=_batch_size(x, y_pred),
+                )
+            weight = self.loss_weights.get(key, 1.0)
+            term = value if weight == 1.0 else value * weight
+            total = term if total is None else total + term
+        if not record:
+            self._unrecorded = True
+        for e in extra:
+            total = e if total is None else total + e
+        return ops.zeros((), "float32") if total is None else total
+
+    def _loss_values(self, model, x, y, y_pred, sample_weight):
+        """(key, float32 value) of every loss, unweighted."""
         inputs, targets, outputs = _named(model, x, y, y_pred)
         weights = _Weights(sample_weight)
-        batch_size = _batch_size(x, y_pred)
         joined = None
-        total = None
-        only = next(iter(self.losses)) if len(self.losses) == 1 else None
-        unweighted = only is not None and self.loss_weights.get(only, 1.0) == 1.0
-        alias = only if unweighted and not model.losses else None
-        self.total_alias = alias
         for key, d in self.losses.items():
             if _is_def(d):
                 value = d.loss(
@@ -164,67 +257,49 @@ class CompiledDefinitions:
                 )
             else:
                 if joined is None:
-                    joined = _join(inputs, targets)
-                values = _check_per_sample(d.fn(joined, outputs), key, d, batch_size)
-                value = self._reducer(values, values, sample_weight=weights.for_extended(d))
-            value = ops.cast(value, "float32")
-            if key != alias:
-                self.loss_trackers[key].update_state(
-                    _keras.unscale_loss_for_distribution(value), sample_weight=batch_size
+                    joined = _join(inputs, targets, x is None)
+                values = _check_per_sample(
+                    _call(d, key, joined, outputs), key, d, _batch_size(x, y_pred)
                 )
-            weight = self.loss_weights.get(key, 1.0)
-            term = value if weight == 1.0 else value * weight
-            total = term if total is None else total + term
-        for extra in model.losses:
-            extra = ops.cast(model._aggregate_additional_loss(extra), "float32")
-            total = extra if total is None else total + extra
-        return ops.zeros((), "float32") if total is None else total
+                value = self._reducer(values, values, sample_weight=weights.for_extended(d))
+            yield key, ops.cast(value, "float32")
 
-    def update_metrics(self, model, x, y, y_pred, sample_weight):
+    def update_metrics(self, model, x, y, y_pred, sample_weight, strict=True):
+        """Updates every metric; with `strict=False` (the symbolic build), those whose target
+        or output the batch lacks (a step that makes its own targets) are left for later."""
+        if self._unrecorded:  # see __init__: the named losses of this step, recorded here
+            self._unrecorded = False
+            for key, value in self._loss_values(model, x, y, y_pred, sample_weight):
+                if key != self._alias or model.losses:
+                    self.loss_trackers[key].update_state(
+                        _keras.unscale_loss_for_distribution(value),
+                        sample_weight=_batch_size(x, y_pred),
+                    )
         if not self.metrics:
             return
         inputs, targets, outputs = _named(model, x, y, y_pred)
         weights = _Weights(sample_weight)
         joined = None
         for key, d in self.metrics.items():
+            if not strict and isinstance(d, MetricDefinition) and not (
+                d.target in targets and d.output in outputs
+            ):
+                continue
             if isinstance(d, MetricDefinition):
                 d.metric.update_state(
                     _get(targets, d.target, "target", key, d),
                     _get(outputs, d.output, "output", key, d),
                     sample_weight=weights.for_target(d.target) if d.weighted else None,
                 )
-            else:
+            elif strict:  # extended metrics' trackers exist from the start
                 if joined is None:
-                    joined = _join(inputs, targets)
-                values = _check_per_sample(d.fn(joined, outputs), key, d, _batch_size(x, y_pred))
+                    joined = _join(inputs, targets, x is None)
+                values = _check_per_sample(
+                    _call(d, key, joined, outputs), key, d, _batch_size(x, y_pred)
+                )
                 self.extended_metric_trackers[key].update_state(
                     ops.cast(values, "float32"), sample_weight=weights.for_extended(d)
                 )
-
-    def fold_class_weights(self, model, y, sample_weight):
-        """Sample weights with the class weights of the batch's labels multiplied in.
-
-        Returns a dict keyed by target name (plus `DEFAULT_WEIGHT_KEY` for the batch's own
-        weight), or `sample_weight` unchanged when no class weights are set.
-        """
-        if not self.class_weight_tables:
-            return sample_weight
-        targets = named_targets(model, y)
-        weights = _Weights(sample_weight)
-        folded = {t: weights.for_target(t) for t in targets}
-        for target, table in self.class_weight_lookups.items():
-            labels = _get(targets, target, "target", "class_weight", None)
-            cw = _lookup_class_weights(
-                labels, table, self.output_shapes.get(self.output_for_target(target))
-            )
-            own = folded.get(target)
-            if own is not None:
-                own = ops.cast(own, "float32")
-                own = ops.reshape(own, ops.shape(own) + (1,) * (len(cw.shape) - len(own.shape)))
-                cw = cw * own
-            folded[target] = cw
-        folded[DEFAULT_WEIGHT_KEY] = weights.default
-        return folded
 
 
 class _Weights:
@@ -233,13 +308,11 @@ class _Weights:
     def __init__(self, sample_weight):
         self.keyed = isinstance(sample_weight, dict)
         if self.keyed:
-            self.per_target = {k: v for k, v in sample_weight.items() if k != DEFAULT_WEIGHT_KEY}
-            if DEFAULT_WEIGHT_KEY in sample_weight:
-                self.default = sample_weight[DEFAULT_WEIGHT_KEY]
-            else:  # Keras gives every target the same array when fit() got one.
-                present = [self.per_target[k] for k in sorted(self.per_target)]
-                present = [w for w in present if w is not None]
-                self.default = present[0] if present else None
+            self.per_target = sample_weight
+            # Keras gives every target the same array when fit() got one: the first (sorted).
+            present = [sample_weight[k] for k in sorted(sample_weight)]
+            present = [w for w in present if w is not None]
+            self.default = present[0] if present else None
         else:
             self.per_target = {}
             self.default = sample_weight
@@ -272,14 +345,40 @@ def _get(named, name, kind, key, d):
     return named[name]
 
 
-def _join(inputs, targets):
+class _InputsTargets(dict):
+    """The dict an extended loss or metric reads; a missing key says what there is."""
+
+    owner = None
+    without_inputs = False
+
+    def __missing__(self, key):
+        hint = (
+            " The inputs are missing: this step called compiled_loss / compiled_metrics, which "
+            "get no `x`; call model.compute_loss(x, y, y_pred, sample_weight) / "
+            "model.compute_metrics(x, y, y_pred, sample_weight) instead."
+            if self.without_inputs else ""
+        )
+        raise KeyError(
+            f"{self.owner}: the function read {key!r}, which is neither an input nor a target. "
+            f"Expected one of {sorted(self)}.{hint}"
+        )
+
+
+def _join(inputs, targets, without_inputs=False):
     shared = sorted(set(inputs) & set(targets))
     if shared:
         raise ValueError(
             f"Extended losses and metrics see inputs and targets joined in one dict, but the "
             f"names {shared} are both an input and a target. Rename the input or the target."
         )
-    return {**inputs, **targets}
+    joined = _InputsTargets({**inputs, **targets})
+    joined.without_inputs = without_inputs
+    return joined
+
+
+def _call(d, key, joined, outputs):
+    joined.owner = f"{type(d).__name__} {key!r}"
+    return d.fn(joined, outputs)
 
 
 def _batch_size(x, y_pred):
@@ -313,39 +412,6 @@ def _check_per_sample(values, key, d, batch_size):
             f"{shape}. Reduce the other axes (e.g. keras.ops.mean(values, axis=-1))."
         )
     return values
-
-
-def _label_form(labels, output_shape):
-    """'sparse' (class ids) or 'one_hot' (probability rows), from dtypes and static shapes.
-
-    Works on tensors and NumPy arrays alike, so `fit` reads labels as the step does.
-    """
-    dtype = keras.backend.standardize_dtype(labels.dtype)
-    if not keras.backend.is_float_dtype(dtype):
-        return "sparse"
-    shape = tuple(labels.shape)
-    if output_shape is not None:
-        same_rank = len(shape) == len(output_shape)
-        if same_rank and shape[-1] == output_shape[-1] and (output_shape[-1] or 0) > 1:
-            return "one_hot"
-        return "sparse"
-    return "one_hot" if len(shape) >= 2 and (shape[-1] or 0) > 1 else "sparse"
-
-
-def _lookup_class_weights(labels, table, output_shape):
-    """One weight per label (per element for labels of any rank); unknown classes weigh 1.
-
-    `table` ends with an extra entry 1.0, read for every id outside the classes.
-    """
-    if _label_form(labels, output_shape) == "one_hot":
-        ids = ops.argmax(labels, axis=-1)
-    else:
-        ids = labels
-        if len(ids.shape) >= 2 and ids.shape[-1] == 1:
-            ids = ops.squeeze(ids, axis=-1)
-        if not keras.backend.is_int_dtype(ids.dtype):
-            ids = ops.cast(ids, "int32")
-    return lookup(table, ids)
 
 
 def _parse_losses(loss, output_names):
@@ -446,7 +512,7 @@ def _parse_loss_weights(loss_weights, losses):
             raise TypeError(
                 f"`loss_weights[{name!r}]` must be a number. Received: {weight!r}"
             ) from e
-        if not np.isfinite(weight):
+        if not math.isfinite(weight):
             raise ValueError(f"`loss_weights[{name!r}]` must be finite. Received: {weight}")
         parsed[key] = weight
     return parsed

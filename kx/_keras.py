@@ -1,22 +1,107 @@
 """The only place kx reaches into Keras internals (names outside the public `keras` API).
 
 Keeping them here means a Keras upgrade that moves one of them breaks one import, not a search.
+Each import and accessor says why kx needs it. `tests/test_public_api.py` fails when
+another kx module imports `keras.src` or touches one of `PRIVATE_ATTRIBUTES`; the private trainer
+hooks kx overrides are listed in `OVERRIDDEN_HOOKS`, and only `kx/model.py` and `kx/backend/`
+may override them.
 """
 
-from keras.src.backend import compute_output_spec  # noqa: F401,E402
-from keras.src.backend.common.masking import get_keras_mask, set_keras_mask  # noqa: F401,E402
+# The output spec of a model / function on symbolic tensors: builds metrics before a JAX jit.
+from keras.src.backend import compute_output_spec  # noqa: F401
+
+# Keras masks on tensors: the losses that honour a mask read and keep it.
+from keras.src.backend.common.masking import get_keras_mask, set_keras_mask  # noqa: F401
+
+# Whether variables may change right now (Keras' stateless steps map them in a scope).
+from keras.src.backend.common.stateless_scope import in_stateless_scope
+
+# Per-replica loss scaling that `keras.losses.Loss.__call__` applies (a loss reduced by hand
+# must do the same under tf.distribute) and its inverse for logging.
 from keras.src.losses.loss import (  # noqa: F401
     scale_loss_for_distribution,
     unscale_loss_for_distribution,
 )
-from keras.src.losses.losses import LossFunctionWrapper  # noqa: F401,E402
-from keras.src.models.functional import Functional  # noqa: F401,E402
-from keras.src.models.model import Trainer as BackendTrainer  # noqa: F401,E402
-from keras.src.models.model import functional_init_arguments  # noqa: F401,E402
-from keras.src.saving.object_registration import GLOBAL_CUSTOM_NAMES  # noqa: F401,E402
+
+# Keras' wrapper of a loss function into a `Loss` (arguments stored once, config derived).
+from keras.src.losses.losses import LossFunctionWrapper  # noqa: F401
+
+# The functional model class: a functional CustomModel derives from it (see model.py).
+from keras.src.models.functional import Functional  # noqa: F401
+
+# The backend trainer, whose __init__ keras.Model runs before Functional's.
+from keras.src.models.model import Trainer as BackendTrainer  # noqa: F401
+
+# Whether `Model(...)` arguments make a functional model.
+from keras.src.models.model import functional_init_arguments  # noqa: F401
+
+# The registry of custom names: a functional CustomModel's variant saves as its user's class.
+from keras.src.saving.object_registration import GLOBAL_CUSTOM_NAMES  # noqa: F401
+
+# The validation split of `fit` (the same slicing Keras applies to arrays).
 from keras.src.trainers.data_adapters.array_slicing import (  # noqa: F401
     train_validation_split,
 )
-from keras.src.utils.backend_utils import in_tf_graph  # noqa: F401,E402
-from keras.src.utils.jax_utils import is_in_jax_tracing_scope  # noqa: F401,E402
+
+# Whether a JAX trace is in progress.
+from keras.src.utils.jax_utils import is_in_jax_tracing_scope
+
+# Logs as Python floats, as Keras' fit returns them.
 from keras.src.utils.python_utils import pythonify_logs  # noqa: F401
+
+# Private attributes of Keras objects that kx reads, each only through an accessor below.
+PRIVATE_ATTRIBUTES = (
+    "_outputs_struct",
+    "_inputs_struct",
+    "_aggregate_additional_loss",
+    "_distribute_strategy",
+    "_in_multi_worker_mode",
+)
+
+# Private trainer hooks that kx overrides (model.py, backend/): the symbolic build that Keras
+# runs before the first step (kx builds its definitions' metrics there; TensorFlow's multi-worker
+# strategy needs a fix in it, see backend/tensorflow.py).
+OVERRIDDEN_HOOKS = ("_symbolic_build", "_maybe_symbolic_build")
+
+
+def outputs_struct(model):
+    """The structure (a dict for named outputs) a functional model returns, or `None`."""
+    return getattr(model, "_outputs_struct", None)
+
+
+def inputs_struct(model):
+    """The structure (a dict for named inputs) a functional model takes, or `None`."""
+    return getattr(model, "_inputs_struct", None)
+
+
+def output_shapes(model):
+    """`{output name: static shape}` of a built functional model; `{}` when unknown."""
+    struct = outputs_struct(model)
+    if isinstance(struct, dict):
+        return {k: tuple(v.shape) for k, v in struct.items()}
+    names = getattr(model, "output_names", None)
+    outputs = getattr(model, "outputs", None)
+    if not names or not outputs:
+        return {}
+    return {n: tuple(t.shape) for n, t in zip(names, outputs)}
+
+
+def aggregate_additional_loss(model, loss):
+    """A regularization / `add_loss` value as Keras' `compute_loss` adds it to the total."""
+    return model._aggregate_additional_loss(loss)
+
+
+def distribute_strategy(model):
+    """The `tf.distribute` strategy the model was built under, or `None` (TensorFlow)."""
+    return model._distribute_strategy
+
+
+def in_multi_worker_mode(strategy):
+    """Whether a MultiWorkerMirroredStrategy really spans several workers (TensorFlow)."""
+    return strategy.extended._in_multi_worker_mode()
+
+
+def can_update_state():
+    """False inside a JAX trace outside Keras' StatelessScope (e.g. a user's
+    `jax.value_and_grad`), where assigning a variable would leak a tracer."""
+    return in_stateless_scope() or not is_in_jax_tracing_scope()

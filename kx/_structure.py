@@ -4,13 +4,15 @@ A dict stays as it is; a plain tensor is named after the model's single input/ou
 tuple is named positionally after the model's inputs/outputs.
 """
 
+from kx import _keras
+
 DEFAULT_INPUT_NAME = "input"
 DEFAULT_OUTPUT_NAME = "output"
 
 
 def output_names(model):
     """Names of the model's outputs, or `None` when unknown (a subclassed model before a call)."""
-    struct = getattr(model, "_outputs_struct", None)
+    struct = _keras.outputs_struct(model)
     if isinstance(struct, dict):
         return list(struct)
     names = getattr(model, "output_names", None)
@@ -19,7 +21,7 @@ def output_names(model):
 
 def input_names(model):
     """Names of the model's inputs, or `None` when unknown (a subclassed model)."""
-    struct = getattr(model, "_inputs_struct", None)
+    struct = _keras.inputs_struct(model)
     if isinstance(struct, dict):
         return list(struct)
     inputs = getattr(model, "inputs", None)
