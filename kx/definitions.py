@@ -4,6 +4,8 @@ A definition only names things; `kx.CustomModel` resolves the names against the 
 targets and outputs at every step.
 """
 
+import re
+
 import keras
 
 from kx import _keras
@@ -24,6 +26,19 @@ def _check_name(owner, arg, value):
 def _check_optional_name(owner, arg, value):
     if value is not None:
         _check_name(owner, arg, value)
+
+
+def _function_config(self):
+    return {
+        "fn": keras.saving.serialize_keras_object(self.fn),
+        "sample_weight_target": self.sample_weight_target,
+    }
+
+
+def _function_from_config(cls, config):
+    config = dict(config)
+    config["fn"] = keras.saving.deserialize_keras_object(config["fn"])
+    return cls(**config)
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -59,10 +74,11 @@ class LossDefinition:
         self.loss = _get_loss(loss, f"LossDefinition({target!r}, {output!r})")
 
     def get_config(self):
+        loss = getattr(self.loss, "identifier", None) or self.loss
         return {
             "target": self.target,
             "output": self.output,
-            "loss": keras.saving.serialize_keras_object(self.loss),
+            "loss": keras.saving.serialize_keras_object(loss),
         }
 
     @classmethod
@@ -88,11 +104,12 @@ class ExtendedLoss:
         fn: the function. Use a named function registered with
             `keras.saving.register_keras_serializable` if the model is to be saved with its
             compile state; a lambda works but is not restored by `load_model`.
-        sample_weight_target: the target whose sample weight (and, in training, class weight)
-            weighs this loss when `fit` gives weights per target. Defaults to `None`: the sample
-            weight when it is a single tensor, or that of the first target in sorted order when
-            it is a dict (with one `sample_weight` array, Keras gives every target the same
-            array). Class weights apply only through a named target.
+        sample_weight_target: the target whose sample weight (class weights included, in
+            training) weighs this loss when the batch has a weight per target. Defaults to
+            `None`: the batch's sample weight when it is a single tensor (a plain `y`; with
+            `fit(class_weight=...)` it holds the class weights, as in Keras), or that of the
+            first target in sorted order when it is a dict (with one `sample_weight` array,
+            Keras gives every target the same array).
 
     Example:
 
@@ -114,17 +131,8 @@ class ExtendedLoss:
         self.fn = fn
         self.sample_weight_target = sample_weight_target
 
-    def get_config(self):
-        return {
-            "fn": keras.saving.serialize_keras_object(self.fn),
-            "sample_weight_target": self.sample_weight_target,
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["fn"] = keras.saving.deserialize_keras_object(config["fn"])
-        return cls(**config)
+    get_config = _function_config
+    from_config = classmethod(_function_from_config)
 
     def __repr__(self):
         return f"ExtendedLoss({getattr(self.fn, '__name__', self.fn)!r})"
@@ -167,10 +175,11 @@ class MetricDefinition:
         self.weighted = bool(weighted)
 
     def get_config(self):
+        metric = getattr(self.metric, "identifier", None) or self.metric
         return {
             "target": self.target,
             "output": self.output,
-            "metric": keras.saving.serialize_keras_object(self.metric),
+            "metric": keras.saving.serialize_keras_object(metric),
             "weighted": self.weighted,
         }
 
@@ -215,8 +224,8 @@ class ExtendedMetric:
         self.fn = fn
         self.sample_weight_target = sample_weight_target
 
-    get_config = ExtendedLoss.get_config
-    from_config = ExtendedLoss.from_config
+    get_config = _function_config
+    from_config = classmethod(_function_from_config)
 
     def __repr__(self):
         return f"ExtendedMetric({getattr(self.fn, '__name__', self.fn)!r})"
@@ -225,7 +234,10 @@ class ExtendedMetric:
 def _get_loss(loss, owner):
     if isinstance(loss, keras.losses.Loss):
         return loss
+    _refuse_class(loss, owner, "loss", keras.losses.Loss)
     if isinstance(loss, str):
+        if loss.lower() in ("crossentropy", "ce"):
+            return _Crossentropy(loss)
         try:
             fn = keras.losses.get(loss)
         except ValueError as e:
@@ -234,7 +246,7 @@ def _get_loss(loss, owner):
             fn, name=loss
         )
     if callable(loss):
-        return _keras.LossFunctionWrapper(loss, name=getattr(loss, "__name__", None))
+        return _keras.LossFunctionWrapper(loss, name=_scope_name(loss))
     raise TypeError(
         f"{owner}: expected `loss` to be a keras.losses.Loss, a loss function or a Keras loss "
         f"identifier. Received: loss={loss!r}"
@@ -246,7 +258,10 @@ def _get_metric(metric, owner):
 
     if isinstance(metric, (keras.metrics.Metric, PythonMetric)):
         return metric
+    _refuse_class(metric, owner, "metric", (keras.metrics.Metric, PythonMetric))
     if isinstance(metric, str):
+        if metric.lower() in ("accuracy", "acc"):
+            return _Accuracy(metric)
         try:
             m = keras.metrics.get(metric)
         except ValueError as e:
@@ -258,3 +273,80 @@ def _get_metric(metric, owner):
         f"{owner}: expected `metric` to be a keras.metrics.Metric instance or a Keras metric "
         f"identifier. Received: metric={metric!r}"
     )
+
+
+def _refuse_class(value, owner, arg, base):
+    if isinstance(value, type):
+        what = "an instance" if issubclass(value, base) else "a loss/metric instance"
+        raise TypeError(
+            f"{owner}: expected `{arg}` to be {what}, not a class. Received the class "
+            f"{value.__module__}.{value.__qualname__}; pass {value.__qualname__}(...) instead."
+        )
+
+
+def _scope_name(fn):
+    """A name usable as a TensorFlow name scope (a lambda's `<lambda>` is not one)."""
+    name = re.sub(r"[^A-Za-z0-9_.\-]", "_", getattr(fn, "__name__", "") or "").strip("_.-")
+    return name or "loss"
+
+
+def _binary_or_sparse(y_true, y_pred):
+    """Keras' compile rule for "accuracy" / "crossentropy": from the static shapes."""
+    binary = y_pred.shape[-1] == 1
+    sparse = len(y_true.shape) < len(y_pred.shape) or (
+        y_true.shape[-1] == 1 and y_pred.shape[-1] != 1
+    )
+    return binary, sparse
+
+
+class _Crossentropy(keras.losses.Loss):
+    """The "crossentropy" / "ce" string: binary, sparse or categorical cross-entropy, chosen
+    from the shapes as Keras' compile chooses (probabilities, not logits)."""
+
+    def __init__(self, identifier):
+        super().__init__(name=identifier)
+        self.identifier = identifier
+
+    def call(self, y_true, y_pred):
+        binary, sparse = _binary_or_sparse(y_true, y_pred)
+        if binary:
+            return keras.losses.binary_crossentropy(y_true, y_pred)
+        if sparse:
+            return keras.losses.sparse_categorical_crossentropy(y_true, y_pred)
+        return keras.losses.categorical_crossentropy(y_true, y_pred)
+
+    def get_config(self):
+        return {"identifier": self.identifier}
+
+
+class _Accuracy(keras.metrics.Metric):
+    """The "accuracy" / "acc" string: Keras' Binary, SparseCategorical or Categorical accuracy,
+    chosen from the first batch's shapes as Keras' compile chooses, then delegated to."""
+
+    def __init__(self, identifier, **kwargs):
+        super().__init__(name=identifier, **kwargs)
+        self.identifier = identifier
+        self.chosen = None
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        if self.chosen is None:  # the metric's lazy build, like keras.metrics.F1Score's
+            binary, sparse = _binary_or_sparse(y_true, y_pred)
+            cls = (
+                keras.metrics.BinaryAccuracy if binary
+                else keras.metrics.SparseCategoricalAccuracy if sparse
+                else keras.metrics.CategoricalAccuracy
+            )
+            self.chosen = cls(name=self.identifier)
+        return self.chosen.update_state(y_true, y_pred, sample_weight=sample_weight)
+
+    def result(self):
+        if self.chosen is None:
+            return keras.ops.zeros((), self.dtype)
+        return self.chosen.result()
+
+    def reset_state(self):
+        if self.chosen is not None:
+            self.chosen.reset_state()
+
+    def get_config(self):
+        return {"identifier": self.identifier}
