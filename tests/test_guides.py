@@ -1,4 +1,5 @@
-"""Every ```python block of every guide runs, in order, in one namespace per guide.
+"""Every ```python block of every guide (and of the README) runs, in order, in one namespace per
+file.
 
 Guides therefore cannot rot: a guide whose code stops working fails the suite on every backend.
 """
@@ -8,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-GUIDES = sorted((Path(__file__).resolve().parent.parent / "guides").glob("*.md"))
+ROOT = Path(__file__).resolve().parent.parent
+GUIDES = sorted((ROOT / "guides").glob("*.md")) + [ROOT / "README.md"]
 _BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
 
 
