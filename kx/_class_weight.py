@@ -287,9 +287,10 @@ class WeightTable:
         pos = np.clip(np.searchsorted(self.keys, ids), 0, len(self.keys) - 1)
         return np.where(self.keys[pos] == ids, self.weights[pos], np.float32(1.0))
 
-    def tensor(self, ids):
-        """float32 weights of class ids inside a step (`keras.ops`)."""
-        if self._tensors is None:  # built once, on first use, as backend constants
+    def prepare(self):
+        """Makes the backend constants `tensor` reads. Call it eagerly (outside any traced
+        step): a TensorFlow constant made while tracing belongs to that one graph."""
+        if self._tensors is None:
             if self.dense:
                 top = int(self.keys[-1]) + 1 if len(self.keys) else 0
                 table = np.ones(top + 1, np.float32)  # a last entry of 1 for other ids
@@ -301,6 +302,11 @@ class WeightTable:
                                                            else np.int64)),
                     ops.convert_to_tensor(self.weights),
                 )
+        return self
+
+    def tensor(self, ids):
+        """float32 weights of class ids inside a step (`keras.ops`); see `prepare`."""
+        self.prepare()
         if self.dense:
             return lookup(self._tensors[0], ids)
         keys, weights = self._tensors
@@ -336,6 +342,12 @@ class FitClassWeights:
             and self.tables == other.tables
             and self.output_shapes == other.output_shapes
         )
+
+    def prepare(self):
+        """The tables as backend constants, for `fold` inside a step; call it eagerly."""
+        for table in self.tables.values():
+            table.prepare()
+        return self
 
     def fold(self, targets, sample_weight, structure, numpy=False):
         """Sample weights (in `structure`'s form) with the class weights multiplied in.

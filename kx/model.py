@@ -1,6 +1,14 @@
-"""kx.CustomModel: a keras.Model whose compile takes loss and metric definitions."""
+"""kx.CustomModel: a keras.Model whose compile takes loss and metric definitions.
+
+The model owns what happens around Keras' trainer: choosing stock Keras or the definitions at
+`compile`, preparing `fit`'s data (sample weights, labels checked, class weights folded through
+`kx/_class_weight.py`), and the class-level wrapper that hands class weights to the outermost
+`train_step`. What the definitions compute, log and save belongs to `CompiledDefinitions`
+(`kx/_compiled.py`); the model only calls it.
+"""
 
 import functools
+import threading
 import warnings
 
 import keras
@@ -59,7 +67,6 @@ class CustomModel(TrainStep, keras.Model):
 
     _kx = None  # CompiledDefinitions when compiled with definitions, else None
     _kx_step_class_weights = None  # set by fit() for sources whose batches it cannot see
-    _kx_folding = False  # True while the outermost train_step of a batch runs
 
     # -- construction ----------------------------------------------------------------------------
     # Keras makes a Model subclass functional by rewriting the `__bases__` of every class up to
@@ -161,7 +168,7 @@ class CustomModel(TrainStep, keras.Model):
                     numpy=True,
                 )  # fmt: skip
             else:
-                step_class_weights = class_weights  # any other source: folded in the step
+                step_class_weights = class_weights and class_weights.prepare()  # in the step
             if self._kx.python_metrics:
                 evaluator = self._kx_evaluator(
                     x, y, sample_weight, validation_split, validation_data,
@@ -331,20 +338,23 @@ def _folding_class_weights(step):
 
     @functools.wraps(step)
     def train_step(self, *args):
-        if self._kx_step_class_weights is None or self._kx_folding:
+        # A `super().train_step` inside the user's step must not fold a second time. The mark
+        # is per thread: tf.distribute runs the replicas' steps in threads of their own.
+        folding = _FOLDING.__dict__.setdefault("models", set())
+        if self._kx_step_class_weights is None or id(self) in folding:
             return step(self, *args)
-        # A plain flag, set and cleared around the call: a `super().train_step` inside the
-        # user's step must not fold a second time. (object.__setattr__: no layer tracking.)
-        object.__setattr__(self, "_kx_folding", True)
+        folding.add(id(self))
         try:
             *state, data = args
             return step(self, *state, self._kx_fold_class_weights(data))
         finally:
-            object.__setattr__(self, "_kx_folding", False)
+            folding.discard(id(self))
 
     train_step._kx_folds_class_weights = True
     return train_step
 
+
+_FOLDING = threading.local()  # ids of the models whose outermost train_step runs now
 
 CustomModel.train_step = _folding_class_weights(CustomModel.train_step)
 

@@ -111,6 +111,13 @@ def main():
         with strategy.scope():
             model = build()
         arrays.update(save(out, *train(model)))
+        # The same batches from tf.data: class weights folded inside each replica's step.
+        with strategy.scope():
+            model = build()
+        x, y = data()
+        dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(BATCH)
+        h = model.fit(dataset, epochs=EPOCHS, verbose=0, class_weight={"logits": {0: 2.0, 2: 0.5}})
+        arrays.update(save(out, h.history, model.get_weights(), prefix="dataset_"))
         # A global batch of 15 splits 8/7 over two replicas, and each replica averages its own
         # loss: kx refuses it with a clear error (stock Keras fails on it too, less clearly).
         x, y = data()

@@ -183,6 +183,12 @@ def test_mirrored_strategy_equals_single_device(mirrored_run):
     assert_same_run(load(mirrored_run), load(mirrored_run, "ref_"))
 
 
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="tf.distribute is the TensorFlow backend's")
+def test_mirrored_strategy_folds_class_weights_of_a_dataset_in_every_replica(mirrored_run):
+    """tf.data batches are class-weighted inside the step, by every replica's thread."""
+    assert_same_run(load(mirrored_run, "dataset_"), load(mirrored_run, "ref_"))
+
+
 @pytest.mark.skipif(BACKEND != "jax", reason="keras.distribution.DataParallel is JAX-only here")
 def test_jax_data_parallel_equals_single_device(tmp_path):
     out = tmp_path / "data_parallel.npz"
