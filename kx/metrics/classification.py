@@ -311,8 +311,9 @@ class MatthewsCorrelation(_SingleMetric):
 @_standalone(
     "CohenKappa",
     "cohen_kappa",
-    "Cohen's kappa, as scikit-learn's `cohen_kappa_score`; `weights` is None, \"linear\" or "
-    "\"quadratic\" (multiclass).",
+    "Cohen's kappa, as scikit-learn's `cohen_kappa_score` with `labels=range(num_classes)`; "
+    "`weights` is None, \"quadratic\" (both from per-class counts) or \"linear\" (multiclass: "
+    "keeps the (C, C) matrix).",
     "0.6364",
 )
 class CohenKappa(_SingleMetric):
@@ -340,7 +341,9 @@ class ConfusionMatrix(ConfusionState):
     as columns (multiclass, as `sklearn.metrics.confusion_matrix`), or `(labels, 2, 2)`
     `[[tn, fp], [fn, tp]]` per label (binary, multilabel, `top_k > 1`, as
     `sklearn.metrics.multilabel_confusion_matrix`). Not a scalar: leave it out of `compile`'s
-    progress bar and read it in a callback.
+    progress bar and read it in a callback. It always keeps the `(C, C)` state (C**2 cells: 800
+    MB at 10,000 classes); every entry reads NaN once an invalid value was counted in a compiled
+    step (see "Invalid values").
 """
         + _ARGS_DOC
         + """
