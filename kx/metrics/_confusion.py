@@ -630,7 +630,7 @@ class ConfusionState(keras.metrics.Metric):
         cache = self.__dict__.setdefault("_kx_compiled", {})
         if method not in cache:
             config = sorted((k, v) for k, v in self.get_config().items() if k != "name")
-            key = (type(self), method, repr(config))
+            key = (type(self), method, repr(config), self.layout)
             if key not in _COMPILED:
                 if len(_COMPILED) >= _COMPILED_MAX:
                     del _COMPILED[next(iter(_COMPILED))]
