@@ -728,14 +728,12 @@ class ConfusionState(keras.metrics.Metric):
         (False inside a traced step, where the caller counts them in the state instead)."""
         if not checks:
             return True
-        values = {}
-        for key, value in checks.items():
-            v = _concrete(value)
-            if v is None:
-                return False
-            values[key] = v.tolist()
-        if not values["invalid"]:
+        invalid = _concrete(checks["invalid"])  # one read back in the common, valid case
+        if invalid is None:
+            return False
+        if not invalid:
             return True
+        values = {key: _concrete(value).tolist() for key, value in checks.items()}
         high = self.num_classes if self.task == "multiclass" else 2
         if values.get("nan"):
             raise ValueError(
