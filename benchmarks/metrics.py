@@ -14,10 +14,15 @@ cannot give the other three). Two measurements per class count:
   step minus that of the model without metrics; also for kx computing only Keras' three
   outputs (precision, recall, f1).
 
-On the torch backend torchmetrics' MulticlassStatScores-based collection is timed as well.
+On the torch backend torchmetrics' MulticlassStatScores-based collection is timed as well
+(past 10,000 classes without MCC and kappa: torchmetrics keeps a (C, C) int64 matrix for them,
+20 GB at 50,000 classes).
+
+Many classes (`--classes 1000 10000 50000`): fewer batches and repeats (`_iterations`), and a
+`state` row: the bytes of the metrics' variables (kx, Keras' three, torchmetrics' states).
 
 Usage: KERAS_BACKEND=jax python benchmarks/metrics.py [--classes 10 100]
-       [--measures update step fit]
+       [--measures update step fit state]
 """
 
 import argparse
@@ -48,23 +53,79 @@ def keras_metrics(c):
     ]
 
 
+def _one_hot(labels, c):
+    out = np.zeros((*labels.shape, c), "float32")  # np.eye(c) would take c**2 floats
+    np.put_along_axis(out, labels[..., None], 1.0, axis=-1)
+    return out
+
+
+CLOCK = time.perf_counter  # `--clock cpu`: time.process_time
+
+
 def timed(fn, repeat):
-    """Fastest of `repeat` runs after a warm-up (tracing, compilation)."""
+    """Fastest of `repeat` runs after a warm-up (tracing, compilation), by `CLOCK`."""
     fn()
     best = float("inf")
     for _ in range(repeat):
-        start = time.perf_counter()
+        start = CLOCK()
         fn()
-        best = min(best, time.perf_counter() - start)
+        best = min(best, CLOCK() - start)
     return best
 
 
+def _iterations(c, batches):
+    """(batches per eager run, timed repeats, compiled steps): fewer at many classes, where one
+    batch of scores alone holds 256 x C floats."""
+    if c <= 1000:
+        return batches, 5, 20
+    return max(2, batches * 1000 // (10 * c)), 2, 3
+
+
+def _torchmetrics_collection(c):
+    from torchmetrics import MetricCollection
+    from torchmetrics import classification as tmc
+
+    members = {"precision": tmc.MulticlassPrecision(c), "recall": tmc.MulticlassRecall(c),
+               "f1": tmc.MulticlassF1Score(c), "specificity": tmc.MulticlassSpecificity(c)}
+    if c <= 10_000:  # a (C, C) int64 confusion matrix each
+        members.update(mcc=tmc.MulticlassMatthewsCorrCoef(c), kappa=tmc.MulticlassCohenKappa(c))
+    return MetricCollection(members)  # compute groups share state between compatible metrics
+
+
+def state_bytes(c):
+    """Bytes of the metrics' state: kx's, Keras' three (built by one update), torchmetrics'."""
+    def size(metrics):
+        return sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize
+                   for m in metrics for v in m.variables)
+
+    y = np.zeros((2, c), "float32")
+    y[[0, 1], [0, 1]] = 1.0
+    keras_set = keras_metrics(c)
+    for m in keras_set:
+        m.update_state(y, y)
+    out = {"kx": size(kx_metrics(c)), "keras": size(keras_set)}
+    if keras.backend.backend() == "torch":
+        import torch
+
+        coll = _torchmetrics_collection(c)
+        coll.update(torch.as_tensor(y), torch.tensor([0, 1]))
+        seen = {}
+        for m in coll.values():
+            for name in m._defaults:
+                t = getattr(m, name)
+                for part in (t if isinstance(t, list) else [t]):
+                    seen[part.data_ptr()] = part.numel() * part.element_size()
+        out["torchmetrics"] = sum(seen.values())  # shared (compute-group) tensors once
+    return out
+
+
 def bench_update(c, batches, batch_size=256):
+    batches, repeat, _ = _iterations(c, batches)
     rng = np.random.default_rng(0)
     y = rng.integers(0, c, (batches, batch_size))
     logits = rng.normal(size=(batches, batch_size, c)).astype("float32")
     probs = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
-    onehot = np.eye(c, dtype="float32")[y]
+    onehot = _one_hot(y, c)
     ys, ps, hs = ([keras.ops.convert_to_tensor(a[i]) for i in range(batches)]
                   for a in (y, logits, onehot))
     prs = [keras.ops.convert_to_tensor(probs[i]) for i in range(batches)]
@@ -82,36 +143,32 @@ def bench_update(c, batches, batch_size=256):
                 m.update_state(hs[i], prs[i])
         [float(keras.ops.mean(m.result())) for m in ms]
 
-    out = {"kx": timed(run_kx, 5) / batches, "keras": timed(run_keras, 5) / batches}
+    out = {"kx": timed(run_kx, repeat) / batches, "keras": timed(run_keras, repeat) / batches}
     if keras.backend.backend() == "torch":
         import torch
-        import torchmetrics
-        from torchmetrics import classification as tmc
 
         tys = [torch.as_tensor(y[i]) for i in range(batches)]
         tps = [torch.as_tensor(logits[i]) for i in range(batches)]
 
         def run_tm():
-            coll = torchmetrics.MetricCollection({
-                "precision": tmc.MulticlassPrecision(c), "recall": tmc.MulticlassRecall(c),
-                "f1": tmc.MulticlassF1Score(c), "specificity": tmc.MulticlassSpecificity(c),
-                "mcc": tmc.MulticlassMatthewsCorrCoef(c), "kappa": tmc.MulticlassCohenKappa(c),
-            })  # compute groups share state between compatible metrics
+            coll = _torchmetrics_collection(c)
             for i in range(batches):
                 coll.update(tps[i], tys[i])
             {k: float(v) for k, v in coll.compute().items()}
 
-        out["torchmetrics"] = timed(run_tm, 5) / batches
+        out["torchmetrics"] = timed(run_tm, repeat) / batches
     return out
 
 
-def bench_step(c, steps=20, batch_size=256):
+def bench_step(c, steps=None, batch_size=256):
     """Per-step cost of `update_state` and `result()` as `fit` runs them (Keras reads the
     results on every step): inside compiled code on TensorFlow (one tf.function of `steps`
     unrolled steps) and JAX (a jitted stateless step), eagerly on torch (Keras' torch steps are
     eager). One-hot targets and probabilities, as in `bench_fit`."""
+    _, repeat, default_steps = _iterations(c, 1)
+    steps = steps or default_steps
     rng = np.random.default_rng(2)
-    y = np.eye(c, dtype="float32")[rng.integers(0, c, (steps, batch_size))]
+    y = _one_hot(rng.integers(0, c, (steps, batch_size)), c)
     logits = rng.normal(size=(steps, batch_size, c)).astype("float32")
     probs = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
     ys = [keras.ops.convert_to_tensor(a) for a in y]
@@ -122,7 +179,7 @@ def bench_step(c, steps=20, batch_size=256):
         for m in metrics:  # builds lazily-built state (F1Score) outside compiled code
             m.update_state(ys[0], ps[0])
             m.reset_state()
-        out[label] = timed(_steps_runner(metrics, ys, ps), 7) / steps
+        out[label] = timed(_steps_runner(metrics, ys, ps), repeat + 2) / steps
     return out
 
 
@@ -202,10 +259,16 @@ def main():
     parser.add_argument("--rounds", type=int, default=8, help="interleaved rounds of one epoch")
     parser.add_argument("--classes", type=int, nargs="+", default=[10, 100])
     parser.add_argument("--measures", nargs="+", default=["update", "step", "fit"],
-                        choices=["update", "step", "fit"])
+                        choices=["update", "step", "fit", "state"])
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                        help="cpu: the process's CPU time (all threads), steadier than wall "
+                             "time on a machine shared with other work; `fit` is always wall")
     args = parser.parse_args()
+    global CLOCK
+    CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
     backend = keras.backend.backend()
-    print(f"backend={backend}  batch=256  batches={args.batches}  steps={args.steps}")
+    print(f"backend={backend}  batch=256  batches={args.batches}  steps={args.steps}  "
+          f"clock={args.clock}")
     print(f"{'classes':>7} {'measure':<26} {'kx':>9} {'keras':>9} {'keras/kx':>9}"
           + (f" {'torchmetrics':>12} {'tm/kx':>6}" if backend == "torch" else ""))
     for c in args.classes:
@@ -215,6 +278,16 @@ def main():
             step_row(c)
         if "fit" in args.measures:
             fit_rows(c, args.steps, args.rounds)
+        if "state" in args.measures:
+            state_row(c)
+
+
+def state_row(c):
+    b = state_bytes(c)
+    line = f"{c:>7} {'state bytes':<26} {b['kx']:>9} {b['keras']:>9} {b['keras'] / b['kx']:>9.2f}"
+    if "torchmetrics" in b:
+        line += f" {b['torchmetrics']:>12} {b['torchmetrics'] / b['kx']:>6.1f}"
+    print(line, flush=True)
 
 
 def update_row(c, batches):

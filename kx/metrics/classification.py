@@ -3,11 +3,21 @@
 import keras
 from keras import ops
 
-from kx.metrics.confusion import ALIASES, ConfusionState, check_metric_names
+from kx.metrics._confusion import ALIASES, MATRIX_UP_TO, ConfusionState, check_metric_names
+
+__all__ = [
+    "BalancedAccuracy",
+    "ClassificationMetrics",
+    "CohenKappa",
+    "ConfusionMatrix",
+    "MatthewsCorrelation",
+    "NegativePredictiveValue",
+    "Specificity",
+]
 
 _PACKAGE = "kx"
 
-_ARGS_DOC = """
+_ARGS_DOC = f"""
     Inputs (`update_state(y_true, y_pred, sample_weight=None)`), any rank (segmentation pixels
     are pooled):
 
@@ -26,13 +36,27 @@ _ARGS_DOC = """
     works inside `compile`/`fit` as Keras builds metrics symbolically). Multilabel is never
     inferred: pass `task="multilabel"`.
 
+    State: per class, not per pair of classes. Multiclass metrics with `top_k=1` keep three
+    per-class counts (true, predicted and correct samples) and cost O(batch + C) per batch:
+    precision, recall, F-scores, specificity, NPV, every average, accuracy, balanced accuracy,
+    MCC (Gorodkin's multiclass form), unweighted kappa, and quadratic kappa (one more running
+    sum) all follow from them. The full `(C, C)` confusion matrix is kept only where a result
+    needs it, decided at construction: `ConfusionMatrix`, `cohen_kappa_linear` (and
+    `CohenKappa(weights="linear")`), or `num_classes <= {MATRIX_UP_TO}` (where it is no larger);
+    `confusion_matrix()` needs it. Binary, multilabel and `top_k > 1` keep one 2x2 table per
+    label.
+
     Counts are exact integers (int32: up to 2**31 - 1 per cell) for unweighted updates;
-    sample-weighted updates accumulate in float32; results are computed in float32. Values
-    known at update time (eager calls, the torch backend outside `jit_compile`) are checked:
-    labels out of range and probabilities outside [0, 1] without `from_logits` raise
-    `ValueError`. Inside compiled steps (TF graphs, JAX jit) values cannot be inspected:
-    multiclass labels out of range are left out of the counts; binary and multilabel values
-    other than 0 and 1 are counted wrongly.
+    sample-weighted updates accumulate in float32; results are computed in float32.
+
+    Invalid values are never counted silently: a NaN score, a probability outside [0, 1]
+    without `from_logits`, a label out of range (negative, `>= num_classes`, not 0/1 for binary
+    and multilabel, or a float with a fraction), `ignore_class` excepted. When their values are
+    known at update time (eager calls, the torch backend outside `jit_compile`) they raise
+    `ValueError`. Inside compiled steps (TF graphs, JAX jit), which cannot raise, they are
+    counted in the state and every result reads NaN until `reset_state()` (Keras' own metrics
+    would count a NaN score as a negative prediction). `validate_args=False` turns both off:
+    bad labels are then dropped and NaN scores counted as their thresholded or argmax value.
 
     Eager calls run the update and `result()` as one compiled function each (`jax.jit`,
     `tf.function`; plain torch), traced once per config and input rank, and shared by all
@@ -61,8 +85,8 @@ def _common_args(default_average="macro"):
             has no precision) and of an undefined MCC or kappa. Defaults to `0.0`, as
             scikit-learn's `zero_division=0` (and its MCC); `float("nan")` propagates NaN.
         class_names: names used in per-class keys (`average=None`); defaults to the indices.
-        validate_args: check label ranges and probabilities when the values are known.
-            Defaults to `True`.
+        validate_args: check labels and scores (see "Invalid values" above). Defaults to
+            `True`.
         name: name of the metric.
         dtype: dtype of the results (they are computed in float32).
 """
@@ -75,8 +99,8 @@ class ClassificationMetrics(ConfusionState):
 
     Precision, recall, F1, MCC, kappa, ... are all read from the same counts, updated once per
     batch; `result()` is a dict `{metric name: value}` that Keras merges into the logs. With
-    `average=None` per-class metrics are logged as `<name>_<class>`. The counts themselves are
-    available to callbacks through `confusion_matrix()`.
+    `average=None` per-class metrics are logged as `<name>_<class>`. Where the state keeps the
+    confusion matrix (see "State" below), callbacks can read it through `confusion_matrix()`.
 
     Per class `c` (one-vs-rest counts tp, fp, fn, tn):
 
@@ -166,6 +190,9 @@ class ClassificationMetrics(ConfusionState):
             dtype=dtype,
         )
 
+    def _requested(self):
+        return tuple(ALIASES[name] for name in self.metric_names)
+
     def result(self):
         # A compiled function returns its dict sorted by key (a pytree): restore the order of
         # `metrics`, which is the order of the logs and the progress bar.
@@ -202,6 +229,9 @@ class _SingleMetric(ConfusionState):
         super().__init__(
             num_classes=num_classes, task=task, average=average, name=name, **kwargs
         )
+
+    def _requested(self):
+        return (self._metric,)
 
     def _result_from(self, counts):
         return self._value(self._metric, counts)
@@ -281,8 +311,9 @@ class MatthewsCorrelation(_SingleMetric):
 @_standalone(
     "CohenKappa",
     "cohen_kappa",
-    "Cohen's kappa, as scikit-learn's `cohen_kappa_score`; `weights` is None, \"linear\" or "
-    "\"quadratic\" (multiclass).",
+    "Cohen's kappa, as scikit-learn's `cohen_kappa_score` with `labels=range(num_classes)`; "
+    "`weights` is None, \"quadratic\" (both from per-class counts) or \"linear\" (multiclass: "
+    "keeps the (C, C) matrix).",
     "0.6364",
 )
 class CohenKappa(_SingleMetric):
@@ -310,7 +341,9 @@ class ConfusionMatrix(ConfusionState):
     as columns (multiclass, as `sklearn.metrics.confusion_matrix`), or `(labels, 2, 2)`
     `[[tn, fp], [fn, tp]]` per label (binary, multilabel, `top_k > 1`, as
     `sklearn.metrics.multilabel_confusion_matrix`). Not a scalar: leave it out of `compile`'s
-    progress bar and read it in a callback.
+    progress bar and read it in a callback. It always keeps the `(C, C)` state (C**2 cells: 800
+    MB at 10,000 classes); every entry reads NaN once an invalid value was counted in a compiled
+    step (see "Invalid values").
 """
         + _ARGS_DOC
         + """
@@ -328,6 +361,8 @@ class ConfusionMatrix(ConfusionState):
            [1., 0., 1.]], dtype=float32)
     """
     )
+
+    _needs_matrix = True
 
     def __init__(self, num_classes=None, task=None, name="confusion_matrix", **kwargs):
         super().__init__(num_classes=num_classes, task=task, name=name, **kwargs)

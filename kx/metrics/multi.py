@@ -2,6 +2,8 @@
 
 import keras
 
+__all__ = ["MultiMetric"]
+
 _PACKAGE = "kx"
 
 

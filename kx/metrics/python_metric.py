@@ -7,6 +7,8 @@ They are not `keras.metrics.Metric`s: they run outside the training step, once p
 import keras
 import numpy as np
 
+__all__ = ["AveragePrecision", "PythonMetric", "RocAuc"]
+
 _PACKAGE = "kx"
 
 

@@ -399,21 +399,69 @@ def test_compiled_functions_are_shared_and_copies_are_independent():
     assert results(a) == results(b)
 
 
-def test_out_of_range_labels_raise_eagerly_and_are_not_counted_when_compiled():
-    x = np.eye(3, dtype="float32")[[0, 1, 2, 2]]  # predicted classes 0, 1, 2, 2
-    y = np.array([0, 1, 7, 2])  # 7: out of range for 3 classes
-    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(3)])
-    model.set_weights([np.eye(3, dtype="float32") * 5, np.zeros(3, "float32")])
-    metric = ClassificationMetrics(num_classes=3, metrics=["recall", "support"],
-                                   from_logits=True)
-    model.compile(loss=lambda y_true, y_pred: keras.ops.mean(y_pred, axis=-1),
-                  metrics=[metric])
-    if keras.backend.backend() == "torch":  # Keras runs torch steps eagerly: values are known
-        with pytest.raises(ValueError, match=r"class indices in \[0, 3\).*\[0, 7\]"):
-            model.evaluate(x, y, verbose=0)
-        return
-    logs = model.evaluate(x, y, verbose=0, return_dict=True)
-    close([logs["recall"], logs["support"]], [1.0, 3.0])  # the sample labelled 7 is dropped
+def _all_confusion_metrics(c):
+    return [
+        ClassificationMetrics(num_classes=c, metrics=["recall", "support", "mcc"],
+                              from_logits=True),
+        kx.metrics.Specificity(num_classes=c, from_logits=True),
+        kx.metrics.NegativePredictiveValue(num_classes=c, from_logits=True),
+        kx.metrics.BalancedAccuracy(num_classes=c, from_logits=True),
+        kx.metrics.MatthewsCorrelation(num_classes=c, from_logits=True),
+        kx.metrics.CohenKappa(num_classes=c, weights="quadratic", from_logits=True),
+        kx.metrics.ConfusionMatrix(num_classes=c, from_logits=True),
+    ]
+
+
+def _evaluate(metrics, x, y):
+    """The metrics' results after `evaluate` (compiled on TensorFlow and JAX, eager on torch)."""
+    model = keras.Sequential([keras.Input(x.shape[1:]), keras.layers.Identity()])
+    model.compile(loss=lambda y_true, y_pred: keras.ops.mean(y_pred), metrics=metrics)
+    model.evaluate(x, y, verbose=0)
+    return [keras.tree.map_structure(keras.ops.convert_to_numpy, m.result()) for m in metrics]
+
+
+def test_invalid_values_raise_eagerly_and_make_every_result_nan_when_compiled():
+    # Keras' own metrics count a NaN score as a negative prediction: recall 0.5 on two
+    # positives scored [0.9, nan], a silently wrong number. kx never counts it: an eager call
+    # raises; a compiled step cannot raise, so it marks the state and every result reads NaN.
+    keras_recall = keras.metrics.Recall()
+    keras_recall.update_state(np.array([1, 1]), np.array([0.9, np.nan], "float32"))
+    assert float(keras_recall.result()) == 0.5
+    eager = ClassificationMetrics(task="binary", metrics=["recall"])
+    with pytest.raises(ValueError, match=r"finite scores.*1 NaN"):
+        eager.update_state(np.array([1, 1]), np.array([0.9, np.nan], "float32"))
+    with pytest.raises(ValueError, match=r"whole-number labels in `y_true`"):
+        eager.update_state(np.array([0.5, 1.0], "float32"), np.array([0.9, 0.1], "float32"))
+    multiclass = ClassificationMetrics(num_classes=3, from_logits=True)
+    with pytest.raises(ValueError, match=r"finite scores"):
+        multiclass.update_state(np.array([0, 1]), np.array([[1, 0, 0], [np.nan] * 3], "float32"))
+    assert not np.any(keras.ops.convert_to_numpy(multiclass.counts))  # nothing was counted
+
+    eye = np.eye(3, dtype="float32") * 5  # predicted classes 0, 1, 2, 2
+    cases = {
+        "label out of range": (eye[[0, 1, 2, 2]], np.array([0, 1, 7, 2])),
+        "negative label": (eye[[0, 1, 2, 2]], np.array([0, -1, 2, 2])),
+        "NaN score row": (np.concatenate([eye[[0, 1, 2]], np.full((1, 3), np.nan, "float32")]),
+                          np.array([0, 1, 2, 2])),
+    }
+    for what, (x, y) in cases.items():
+        if keras.backend.backend() == "torch":  # Keras runs torch steps eagerly: values known
+            with pytest.raises(ValueError, match=r"class indices in \[0, 3\)|finite scores"):
+                _evaluate(_all_confusion_metrics(3), x, y)
+            continue
+        metrics = _all_confusion_metrics(3)
+        for m, value in zip(metrics, _evaluate(metrics, x, y)):
+            for v in keras.tree.flatten(value):
+                assert np.all(np.isnan(v)), (what, m.name, value)
+        for m in metrics:  # reset clears the mark
+            m.reset_state()
+            m.update_state(np.array([0, 1, 2]), eye[[0, 1, 2]])
+            assert not np.any(np.isnan(keras.tree.flatten(
+                keras.tree.map_structure(keras.ops.convert_to_numpy, m.result())))), m.name
+    if keras.backend.backend() != "torch":  # binary, compiled: [0.9, nan] on two positives
+        recall = ClassificationMetrics(task="binary", metrics=["recall", "precision"])
+        (res,) = _evaluate([recall], np.array([[0.9], [np.nan]], "float32"), np.array([1, 1]))
+        assert np.isnan(res["recall"]) and np.isnan(res["precision"])
 
 
 def test_zero_division_and_empty_state():

@@ -1,9 +1,20 @@
-"""The confusion-matrix state shared by every classification metric, and the formulas read from it.
+"""Private: the counting state shared by every kx classification metric, and the formulas read
+from it. The public classes live in `kx.metrics.classification`.
 
-Two layouts, chosen by the task:
+Three layouts, chosen at build time from the task, the class count and the requested results:
 
-- `"matrix"`: a `(num_classes, num_classes)` confusion matrix, rows are true classes, columns
-  predicted ones (multiclass with `top_k=1`), as `sklearn.metrics.confusion_matrix`.
+- `"marginals"` (multiclass, `top_k=1`, the default past `MATRIX_UP_TO` classes): three
+  per-class vectors, shape `(3, C)`: true-class counts, predicted-class counts and correct
+  counts (the diagonal of the confusion matrix). Every one-vs-rest count follows (tp = correct,
+  fp = predicted - tp, fn = true - tp, tn = total - true - fp), and so do accuracy, balanced
+  accuracy, MCC (Gorodkin's multiclass form) and unweighted kappa, which read only the
+  marginals, the diagonal and the total. Quadratic kappa adds one running sum of
+  `(true - predicted)**2` (`squared_distance`). State O(C), work per batch O(batch + C): one
+  count over 3C bins.
+- `"matrix"`: the `(C, C)` confusion matrix, rows true classes, columns predicted ones, as
+  `sklearn.metrics.confusion_matrix`; only where a requested result needs it
+  (`ConfusionMatrix`, linear-weighted kappa: see `MATRIX_ONLY`) or when `C <= MATRIX_UP_TO`
+  (at most 64 cells: no larger than the marginals of 21 classes, and `confusion_matrix()` works).
 - `"stats"`: one 2x2 matrix `[[tn, fp], [fn, tp]]` per label, shape `(num_labels, 2, 2)`
   (binary: one label; multilabel; multiclass with `top_k > 1`, one-vs-rest), as
   `sklearn.metrics.multilabel_confusion_matrix`.
@@ -11,7 +22,14 @@ Two layouts, chosen by the task:
 Counts are kept in two variables: an int32 one for unweighted updates (exact up to 2**31 - 1 per
 cell; a float32 count would stop growing at 2**24) and a float32 one for sample-weighted updates
 (weights are real numbers; float64 is not available on JAX by default). Results are computed in
-float32 from their sum.
+float32 from their sum, so totals past 2**31 round but never wrap around. The quadratic-kappa sum
+grows by up to C**2 per sample, past any int32: it is a float32 pair (sum, compensation)
+accumulated with Knuth's TwoSum, accurate to float32 rounding of the total however many batches.
+
+Invalid values (a NaN score, probabilities outside [0, 1] without `from_logits`, labels out of
+range) raise `ValueError` when their values are known (eager calls, torch steps); inside compiled
+steps, where nothing can raise, they are counted in an int32 `invalid` variable and every result
+reads NaN until `reset_state()`.
 
 Speed: the batch's counts and the results are pure functions of tensors, compiled with
 `kx.backend.compiled` for eager calls; inside `fit` Keras reads `result()` on every step, so the
@@ -69,6 +87,14 @@ ALIASES = {
     "support": "support",
 }
 
+# Results that need the full (C, C) matrix: chosen at construction, they switch the state to the
+# "matrix" layout at any class count.
+MATRIX_ONLY = ("cohen_kappa_linear",)
+
+# Up to this many classes the multiclass state is the (C, C) matrix whatever is requested: its
+# C**2 cells cost no more than the 3C marginals would, and `confusion_matrix()` then works.
+MATRIX_UP_TO = 8
+
 # Metrics that are one number for the whole multiclass confusion matrix (not per class).
 MATRIX_SCALARS = (
     "accuracy",
@@ -110,27 +136,33 @@ def safe_div(numerator, denominator, zero_division):
 class Counts:
     """float32 views of a confusion state, for the formulas; shared values are computed once.
 
-    `matrix` is the `(C, C)` matrix (layout `"matrix"`) or the `(labels, 2, 2)` stack of
-    `[[tn, fp], [fn, tp]]` (layout `"stats"`). `tp`, `fp`, `fn`, `tn` are per class (one vs
-    rest). Results are float32, so past 2**24 samples they carry float32 rounding, relative to
+    `matrix` is the `(C, C)` matrix (layout `"matrix"`), the `(3, C)` stack of true, predicted
+    and correct counts per class (`"marginals"`) or the `(labels, 2, 2)` stack of
+    `[[tn, fp], [fn, tp]]` (`"stats"`). `tp`, `fp`, `fn`, `tn` are per class (one vs rest).
+    `squared_distance` is the running sum of `(true - predicted)**2` (marginals with quadratic
+    kappa). Results are float32, so past 2**24 samples they carry float32 rounding, relative to
     the total: `tn` of a class that covers nearly all samples is the least precise.
     """
 
-    def __init__(self, matrix, layout):
+    def __init__(self, matrix, layout, squared_distance=None):
         self.matrix = matrix
         self.layout = layout
+        self.squared_distance = squared_distance
+        if layout == "stats":
+            self.tn, self.fp, self.fn, self.tp = ops.unstack(
+                ops.reshape(matrix, (-1, 4)), num=4, axis=-1
+            )
+            return
         if layout == "matrix":
             self.tp = ops.diagonal(matrix)
             self.rows = ops.sum(matrix, axis=1)  # true-class totals: tp + fn
             self.cols = ops.sum(matrix, axis=0)  # predicted-class totals: tp + fp
-            self.total = ops.sum(self.rows)
-            self.fp = self.cols - self.tp
-            self.fn = self.rows - self.tp
-            self.tn = self.total - self.rows - self.fp
         else:
-            self.tn, self.fp, self.fn, self.tp = ops.unstack(
-                ops.reshape(matrix, (-1, 4)), num=4, axis=-1
-            )
+            self.rows, self.cols, self.tp = ops.unstack(matrix, num=3, axis=0)
+        self.total = ops.sum(self.rows)
+        self.fp = self.cols - self.tp
+        self.fn = self.rows - self.tp
+        self.tn = self.total - self.rows - self.fp
 
     @functools.cached_property
     def correct(self):
@@ -239,6 +271,8 @@ def matrix_value(name, counts, zero_division):
     if name == "cohen_kappa":  # 1 - observed / expected disagreement, both scaled by total**2
         observed = s.total * (s.total - s.correct)
         return 1.0 - safe_div(observed, s.expected_disagreement, 1.0 - zd)
+    if name == "cohen_kappa_quadratic" and s.layout == "marginals":
+        return 1.0 - safe_div(s.squared_distance, quadratic_expected(s), 1.0 - zd)
     if name in ("cohen_kappa_linear", "cohen_kappa_quadratic"):
         c = s.matrix.shape[-1]
         weights = np.abs(np.arange(c)[:, None] - np.arange(c)[None, :]).astype("float32")
@@ -250,29 +284,87 @@ def matrix_value(name, counts, zero_division):
     raise ValueError(f"Unknown metric {name!r}.")
 
 
-class ValueRanges:
-    """`[min, max]` of the values that `update_state` checks once they are known (eager calls),
-    by name: `"y_true"` and `"y_pred"` labels and `"probabilities"` (NaN left out). Computed
-    with the counts, so a compiled update returns a few numbers, not a copy of the batch;
-    inside a traced step nothing reads them and they are pruned."""
+def quadratic_expected(s):
+    """`sum_ij (i - j)**2 rows_i cols_j / total` (kappa's expected quadratic disagreement, scaled
+    like the observed `sum (true - predicted)**2`) from the marginals alone, in O(C).
+
+    With `d = class - a` for any centre `a`, the double sum is `total * sum(rows d**2) +
+    total * sum(cols d**2) - 2 sum(rows d) sum(cols d)`. Centred on the mean predicted class the
+    last term is a rounding residue, and the others are sums of non-negative terms: no
+    cancellation when the classes in use sit far from 0 (`sum(i**2) - mean**2` would lose every
+    digit of float32 there).
+    """
+    c = s.rows.shape[0]
+    index = ops.convert_to_tensor(np.arange(c, dtype="float32"))
+    d = index - ops.divide_no_nan(ops.sum(s.cols * index), s.total)
+    spread = ops.sum((s.rows + s.cols) * d * d)
+    cross = ops.sum(s.rows * d) * ops.sum(s.cols * d)
+    return spread - 2.0 * ops.divide_no_nan(cross, s.total)
+
+
+def two_sum(pair, value):
+    """`pair` (sum, compensation) plus `value`, with Knuth's TwoSum: the rounding error of each
+    addition is kept in the compensation, so the running sum stays accurate to one float32
+    rounding of its value however many batches are added."""
+    total, compensation = pair[0], pair[1]
+    new = total + value
+    back = new - total
+    error = (total - (new - back)) + (value - back)
+    return ops.stack([new, compensation + error])
+
+
+class Checks:
+    """What `update_state` checks, computed with the counts: `[min, max]` of the integer labels
+    of `"y_true"` / `"y_pred"` and of `"probabilities"` (NaN left out), for the messages; `"nan"`,
+    the number of NaN scores; and `"invalid"`, the number of values that break a rule (a label
+    out of range, a NaN score, a probability outside [0, 1]). An eager call reads them and
+    raises; a traced step adds `"invalid"` to the state (nothing reads the ranges there: they
+    are pruned). Disabled (`validate_args=False`): nothing is computed."""
 
     def __init__(self, enabled=True):
         self.enabled = enabled
         self.values = {}
 
-    def labels(self, arg, labels, valid=None):
-        """Range of the integer labels of `arg`, `valid` entries only (others read as 0)."""
-        if self.enabled and 0 not in tuple(labels.shape):
-            if valid is not None:
-                labels = ops.where(valid, labels, 0)
-            self.values[arg] = value_range(labels)
+    def _add_invalid(self, count):
+        count = ops.cast(count, "int32")
+        self.values["invalid"] = self.values.get("invalid", 0) + count
 
-    def probabilities(self, scores):
-        if self.enabled and 0 not in tuple(scores.shape):
-            nan = ops.isnan(scores)
+    def labels(self, arg, labels, high, valid=None, exact=None):
+        """Labels of `arg` must lie in `[0, high)` and, when given as floats, be whole numbers
+        (`exact`); entries where `valid` is False are not checked. Returns where they are good
+        (always computed: bad labels are never counted)."""
+        in_range = ops.logical_and(labels >= 0, labels < high)
+        if exact is not None:
+            in_range = ops.logical_and(in_range, exact)
+        if self.enabled and 0 not in tuple(labels.shape):
+            checked = labels if valid is None else ops.where(valid, labels, 0)
+            self.values[arg] = value_range(checked)
+            if exact is not None:
+                fraction = ops.logical_not(exact)
+                if valid is not None:
+                    fraction = ops.logical_and(fraction, valid)
+                self.values[f"{arg}_fraction"] = ops.sum(ops.cast(fraction, "int32"))
+            bad = ops.logical_not(in_range)
+            if valid is not None:
+                bad = ops.logical_and(bad, valid)
+            self._add_invalid(ops.sum(ops.cast(bad, "int32")))
+        return in_range
+
+    def scores(self, scores, probabilities):
+        """NaN scores are invalid, and so are probabilities outside [0, 1]."""
+        if not self.enabled or 0 in tuple(scores.shape):
+            return
+        nan = ops.isnan(scores)
+        self.values["nan"] = ops.sum(ops.cast(nan, "int32"))
+        if probabilities:
             low = ops.min(ops.where(nan, float("inf"), scores))
             high = ops.max(ops.where(nan, float("-inf"), scores))
             self.values["probabilities"] = ops.cast(ops.stack([low, high]), "float32")
+            # NaN compares False: one pass counts NaN and out-of-range values together.
+            ok = ops.logical_and(scores >= 0.0, scores <= 1.0)
+            self._add_invalid(ops.sum(ops.cast(ops.logical_not(ok), "int32")))
+        else:
+            self._add_invalid(self.values["nan"])
 
 
 def _concrete(x):
@@ -292,6 +384,15 @@ def _is_int(x):
     return "int" in dtype or dtype == "bool"
 
 
+def _as_labels(x):
+    """int32 labels from integer or float `x`, and where a float label is a whole number
+    (None for integer input): 0.5 or NaN must not pass as 0."""
+    if _is_int(x):
+        return ops.cast(x, "int32"), None
+    labels = ops.cast(x, "int32")
+    return labels, ops.equal(ops.cast(labels, x.dtype), x)
+
+
 def _squeeze_last(x):
     if len(x.shape) >= 2 and x.shape[-1] == 1:
         return ops.squeeze(x, -1)
@@ -301,7 +402,15 @@ def _squeeze_last(x):
 # Compiled pure methods, keyed by (class, method, config); oldest dropped past the maximum.
 _COMPILED = {}
 _COMPILED_MAX = 256
-_STATE_ATTRIBUTES = ("counts", "weighted_counts", "_variables", "_tracker", "_kx_compiled")
+_STATE_ATTRIBUTES = (
+    "counts",
+    "weighted_counts",
+    "squared_distance",
+    "invalid",
+    "_variables",
+    "_tracker",
+    "_kx_compiled",
+)
 
 
 class ConfusionState(keras.metrics.Metric):
@@ -408,10 +517,23 @@ class ConfusionState(keras.metrics.Metric):
 
     # ---- state ---------------------------------------------------------------------------
 
+    _needs_matrix = False  # True where the result is the (C, C) matrix itself
+
+    def _requested(self):
+        """Canonical names of the results this metric computes (they choose the layout)."""
+        return ()
+
     @property
     def layout(self):
-        """`"matrix"` (multiclass, `top_k=1`) or `"stats"` (one 2x2 matrix per label)."""
-        return "matrix" if self.task == "multiclass" and self.top_k == 1 else "stats"
+        """`"marginals"`, `"matrix"` (multiclass, `top_k=1`) or `"stats"` (one 2x2 matrix per
+        label); see the module docstring."""
+        if self.task != "multiclass" or self.top_k != 1:
+            return "stats"
+        if self._needs_matrix or any(name in MATRIX_ONLY for name in self._requested()):
+            return "matrix"
+        if self.num_classes is not None and self.num_classes <= MATRIX_UP_TO:
+            return "matrix"
+        return "marginals"
 
     def _build(self):
         if self.class_names is not None and len(self.class_names) != self.num_classes:
@@ -420,7 +542,7 @@ class ConfusionState(keras.metrics.Metric):
                 f"Received: class_names={self.class_names}"
             )
         c = self.num_classes
-        shape = (c, c) if self.layout == "matrix" else (c, 2, 2)
+        shape = {"matrix": (c, c), "stats": (c, 2, 2), "marginals": (3, c)}[self.layout]
         self.counts = self.add_variable(
             shape=shape, initializer="zeros", dtype="int32", aggregation="sum", name="counts"
         )
@@ -431,7 +553,25 @@ class ConfusionState(keras.metrics.Metric):
             aggregation="sum",
             name="weighted_counts",
         )
+        self.squared_distance = None
+        if self.layout == "marginals" and "cohen_kappa_quadratic" in self._requested():
+            self.squared_distance = self.add_variable(
+                shape=(2,),
+                initializer="zeros",
+                dtype="float32",
+                aggregation="sum",
+                name="squared_distance",
+            )
+        self.invalid = self.add_variable(
+            shape=(), initializer="zeros", dtype="int32", aggregation="sum", name="invalid"
+        )
         self.built = True
+
+    def _state_values(self):
+        values = [self.counts.value, self.weighted_counts.value, self.invalid.value]
+        if self.squared_distance is not None:
+            values.append(self.squared_distance.value)
+        return values
 
     def _infer(self, y_pred):
         """Task and class count from the first `y_pred` when not given (a static shape)."""
@@ -460,9 +600,18 @@ class ConfusionState(keras.metrics.Metric):
             super().reset_state()
 
     def confusion_matrix(self):
-        """The current counts as float32: `(C, C)` (multiclass) or `(labels, 2, 2)`."""
+        """The current counts as float32: `(C, C)` (multiclass, when the state keeps the
+        matrix) or `(labels, 2, 2)`; NaN once an invalid value was counted."""
         self._require_built()
-        return _combined(self.counts.value, self.weighted_counts.value)
+        if self.layout == "marginals":
+            raise ValueError(
+                f"{self._owner}: the state keeps per-class counts, not the (C, C) confusion "
+                f"matrix: num_classes={self.num_classes} > {MATRIX_UP_TO} and no requested "
+                f"result needs the matrix ({', '.join(MATRIX_ONLY)}). Add a "
+                "`kx.metrics.ConfusionMatrix` for the matrix."
+            )
+        matrix = _combined(self.counts.value, self.weighted_counts.value)
+        return ops.where(self.invalid.value > 0, float("nan"), matrix)
 
     def _require_built(self):
         if not self.built:
@@ -481,7 +630,7 @@ class ConfusionState(keras.metrics.Metric):
         cache = self.__dict__.setdefault("_kx_compiled", {})
         if method not in cache:
             config = sorted((k, v) for k, v in self.get_config().items() if k != "name")
-            key = (type(self), method, repr(config))
+            key = (type(self), method, repr(config), self.layout)
             if key not in _COMPILED:
                 if len(_COMPILED) >= _COMPILED_MAX:
                     del _COMPILED[next(iter(_COMPILED))]
@@ -514,25 +663,44 @@ class ConfusionState(keras.metrics.Metric):
             sample_weight = ops.convert_to_tensor(sample_weight)
         if not self.built:
             self._infer(y_pred)
-        counts, value_ranges = self._compiled("_count_batch")(y_true, y_pred, sample_weight)
-        self._check_value_ranges(value_ranges)
+        squared = None if self.squared_distance is None else self.squared_distance.value
+        counts, squared, checks = self._compiled("_count_batch")(
+            y_true, y_pred, sample_weight, squared
+        )
+        known = self._check_values(checks)  # raises on invalid values known now
         (self.counts if sample_weight is None else self.weighted_counts).assign_add(counts)
+        if squared is not None:
+            self.squared_distance.assign(squared)
+        if not known:  # inside a traced step: invalid values make every result NaN
+            self.invalid.assign_add(checks["invalid"])
 
-    def _count_batch(self, y_true, y_pred, sample_weight):
-        """Pure: the batch's counts (int32, or float32 when weighted) and its `ValueRanges`."""
-        ranges = ValueRanges(enabled=self.validate_args)
+    def _count_batch(self, y_true, y_pred, sample_weight, squared_distance):
+        """Pure: the batch's counts (int32, or float32 when weighted), the new quadratic-kappa
+        sum (`None` when not kept) and the batch's `Checks` values."""
+        checks = Checks(enabled=self.validate_args)
         c = self.num_classes
-        if self.layout == "matrix":
-            t, p = self._multiclass_labels(y_true, y_pred, ranges)
-            # `count_ids` drops ids out of range: ignored entries, and true labels out of range
-            # (which only an eager call can report; predicted classes of scores are in range).
-            ids = t * c + p
-            if self.ignore_class is not None:
-                ids = ops.where(self._valid(t), ids, -1)
-            w = None if sample_weight is None else ops.reshape(self._weights(sample_weight, t), -1)
-            counts = count_ids(ops.reshape(ids, -1), c * c, weights=w)
-            return ops.reshape(counts, (c, c)), ranges.values
-        t, p, valid = self._label_indicators(y_true, y_pred, ranges)  # (..., L) 0/1 int32
+        if self.layout != "stats":
+            t, p, keep = self._multiclass_labels(y_true, y_pred, checks)
+            t, p, keep = (ops.reshape(v, (-1,)) for v in (t, p, keep))
+            w = None
+            if sample_weight is not None:
+                w = ops.reshape(self._weights(sample_weight, keep), (-1,))
+            if self.layout == "matrix":
+                ids = ops.where(keep, t * c + p, -1)
+                return ops.reshape(count_ids(ids, c * c, weights=w), (c, c)), None, checks.values
+            # One count over 3C bins: true classes, predicted classes (+C), correct ones (+2C).
+            hit = ops.logical_and(keep, ops.equal(t, p))
+            ids = ops.concatenate(
+                [ops.where(keep, t, -1), ops.where(keep, p + c, -1), ops.where(hit, t + 2 * c, -1)]
+            )
+            w3 = None if w is None else ops.concatenate([w, w, w])
+            counts = ops.reshape(count_ids(ids, 3 * c, weights=w3), (3, c))
+            if squared_distance is not None:
+                d = ops.cast(t - p, "float32")
+                d2 = ops.where(keep, d * d, 0.0)
+                squared_distance = two_sum(squared_distance, ops.sum(d2 if w is None else d2 * w))
+            return counts, squared_distance, checks.values
+        t, p, valid = self._label_indicators(y_true, y_pred, checks)  # (..., L) 0/1 int32
         if valid is not None:
             t = ops.where(valid, t, 0)
         if sample_weight is None:
@@ -553,24 +721,39 @@ class ConfusionState(keras.metrics.Metric):
         fp = ops.sum(pw, axis=0) - tp
         tn = ops.sum(nw, axis=0)  # direct: no float residue when weighted
         stats = ops.reshape(ops.stack([tn, fp, fn, tp], axis=-1), (c, 2, 2))
-        return stats, ranges.values
+        return stats, None, checks.values
 
-    def _check_value_ranges(self, value_ranges):
-        """Raises on labels or probabilities out of range, when their values are known."""
+    def _check_values(self, checks):
+        """Raises on invalid values when they are known (eager); returns whether they were
+        (False inside a traced step, where the caller counts them in the state instead)."""
+        if not checks:
+            return True
+        invalid = _concrete(checks["invalid"])  # one read back in the common, valid case
+        if invalid is None:
+            return False
+        if not invalid:
+            return True
+        values = {key: _concrete(value).tolist() for key, value in checks.items()}
         high = self.num_classes if self.task == "multiclass" else 2
-        for arg, value in value_ranges.items():
-            v = _concrete(value)
-            if v is None:
-                return
-            low, top = v.tolist()
-            if arg == "probabilities":
-                if low < 0.0 or top > 1.0:
-                    raise ValueError(
-                        f"{self._owner}: expected probabilities in [0, 1] in `y_pred` (pass "
-                        f"`from_logits=True` for logits). Received values in "
-                        f"[{low:.4g}, {top:.4g}]."
-                    )
-            elif low < 0 or top >= high:
+        if values.get("nan"):
+            raise ValueError(
+                f"{self._owner}: expected finite scores in `y_pred`. Received "
+                f"{values['nan']} NaN value(s)."
+            )
+        low, top = values.get("probabilities", (0.0, 1.0))
+        if low < 0.0 or top > 1.0:
+            raise ValueError(
+                f"{self._owner}: expected probabilities in [0, 1] in `y_pred` (pass "
+                f"`from_logits=True` for logits). Received values in [{low:.4g}, {top:.4g}]."
+            )
+        for arg in ("y_true", "y_pred"):
+            if values.get(f"{arg}_fraction"):
+                raise ValueError(
+                    f"{self._owner}: expected whole-number labels in `{arg}`. Received "
+                    f"{values[f'{arg}_fraction']} value(s) with a fraction or NaN."
+                )
+            low, top = values.get(arg, (0, 0))
+            if low < 0 or top >= high:
                 what = "0 or 1" if high == 2 else f"class indices in [0, {high})"
                 ignored = ""
                 if arg == "y_true" and self.ignore_class is not None:
@@ -579,6 +762,9 @@ class ConfusionState(keras.metrics.Metric):
                     f"{self._owner}: expected `{arg}` to hold {what}{ignored} "
                     f"(num_classes={self.num_classes}). Received values in [{low}, {top}]."
                 )
+        raise ValueError(  # unreachable: every invalid value has a message above
+            f"{self._owner}: {values['invalid']} invalid value(s) in this batch."
+        )
 
     def _valid(self, t):
         return ops.not_equal(t, self.ignore_class)
@@ -592,35 +778,42 @@ class ConfusionState(keras.metrics.Metric):
             w = ops.expand_dims(w, -1)
         return ops.broadcast_to(w, ops.shape(like))
 
-    def _multiclass_labels(self, y_true, y_pred, ranges):
-        """Sparse int32 true and predicted classes of the same shape (any rank)."""
+    def _multiclass_labels(self, y_true, y_pred, checks):
+        """Sparse int32 true and predicted classes of the same shape (any rank), and which
+        entries count: not `ignore_class`, labels in range."""
         c = self.num_classes
         scores = not _is_int(y_pred) and len(y_pred.shape) >= 2 and y_pred.shape[-1] == c
+        keep = None
         if scores:
-            if not self.from_logits:
-                ranges.probabilities(y_pred)
+            checks.scores(y_pred, probabilities=not self.from_logits)
             p = first_argmax(y_pred)
         else:
-            p = ops.cast(_squeeze_last(y_pred), "int32")
-            ranges.labels("y_pred", p)
-        t, sparse = self._sparse_true(y_true, len(p.shape), y_pred.shape)
+            p, exact = _as_labels(_squeeze_last(y_pred))
+            keep = checks.labels("y_pred", p, c, exact=exact)
+        t, sparse, exact = self._sparse_true(y_true, len(p.shape), y_pred.shape)
+        valid = None if self.ignore_class is None else self._valid(t)
         if sparse:
-            ranges.labels("y_true", t, None if self.ignore_class is None else self._valid(t))
-        return t, p
+            in_range = checks.labels("y_true", t, c, valid, exact=exact)
+            keep = in_range if keep is None else ops.logical_and(keep, in_range)
+        if valid is not None:
+            keep = valid if keep is None else ops.logical_and(keep, valid)
+        if keep is None:
+            keep = ops.ones_like(t, dtype="bool")
+        return t, p, keep
 
     def _sparse_true(self, y_true, rank, pred_shape):
-        """Sparse int32 true classes of rank `rank` from sparse or one-hot `y_true`, and whether
-        they were given sparse (only those can be out of range)."""
+        """Sparse int32 true classes of rank `rank` from sparse or one-hot `y_true`, whether
+        they were given sparse (only those can be out of range), and where float labels are
+        whole numbers (None: integer labels)."""
         c = self.num_classes
         sparse = True
+        t = exact = None
         if len(y_true.shape) == rank + 1 and y_true.shape[-1] == c and c > 1:
             t, sparse = first_argmax(y_true), False  # one-hot
         elif len(y_true.shape) == rank + 1 and y_true.shape[-1] == 1:
-            t = ops.cast(ops.squeeze(y_true, -1), "int32")
+            t, exact = _as_labels(ops.squeeze(y_true, -1))
         elif len(y_true.shape) == rank:
-            t = ops.cast(y_true, "int32")
-        else:
-            t = None
+            t, exact = _as_labels(y_true)
         if t is None or not _shapes_match(t.shape, tuple(pred_shape)[:rank]):
             raise ValueError(
                 f"{self._owner}: cannot pair y_true of shape {tuple(y_true.shape)} with y_pred "
@@ -628,9 +821,9 @@ class ConfusionState(keras.metrics.Metric):
                 f"shaped (..., {c}) with sparse (...) or one-hot (..., {c}) y_true, or y_pred "
                 "labels shaped like sparse y_true."
             )
-        return t, sparse
+        return t, sparse, exact
 
-    def _label_indicators(self, y_true, y_pred, ranges):
+    def _label_indicators(self, y_true, y_pred, checks):
         """0/1 int32 true and predicted indicators shaped (..., labels), and which entries
         count (None: all)."""
         c = self.num_classes
@@ -640,14 +833,11 @@ class ConfusionState(keras.metrics.Metric):
                     f"{self._owner}: `top_k={self.top_k}` needs scores shaped (..., {c}). "
                     f"Received: y_pred of shape {tuple(y_pred.shape)} and dtype {y_pred.dtype}"
                 )
-            if not self.from_logits:
-                ranges.probabilities(y_pred)
-            t, sparse = self._sparse_true(y_true, len(y_pred.shape) - 1, y_pred.shape)
+            checks.scores(y_pred, probabilities=not self.from_logits)
+            t, sparse, exact = self._sparse_true(y_true, len(y_pred.shape) - 1, y_pred.shape)
             valid = None if self.ignore_class is None else self._valid(t)
-            if sparse:
-                ranges.labels("y_true", t, valid)
-                # Out-of-range labels (reported only by an eager call) are not counted.
-                in_range = ops.logical_and(t >= 0, t < c)
+            if sparse:  # out-of-range labels are never counted
+                in_range = checks.labels("y_true", t, c, valid, exact=exact)
                 valid = in_range if valid is None else ops.logical_and(valid, in_range)
             _, top = ops.top_k(y_pred, self.top_k)
             p = ops.sum(ops.one_hot(top, c, dtype="int32"), axis=-2)
@@ -665,28 +855,39 @@ class ConfusionState(keras.metrics.Metric):
                 f"{self.task} task with num_classes={c}. Received: y_true of shape "
                 f"{tuple(y_true.shape)}, y_pred of shape {tuple(y_pred.shape)}"
             )
-        t = ops.cast(y_true, "int32")
+        t, exact = _as_labels(y_true)
         valid = None if self.ignore_class is None else self._valid(t)
-        ranges.labels("y_true", t, valid)
+        keep = checks.labels("y_true", t, 2, valid, exact=exact)
         if _is_int(y_pred):
             p = ops.cast(y_pred, "int32")
-            ranges.labels("y_pred", p)
+            keep = ops.logical_and(keep, checks.labels("y_pred", p, 2))
         else:
-            if not self.from_logits:
-                ranges.probabilities(y_pred)
+            checks.scores(y_pred, probabilities=not self.from_logits)
             prob = ops.sigmoid(y_pred) if self.from_logits else y_pred
             p = ops.cast(prob > self.threshold, "int32")
+        if not self.validate_args:  # as before: nothing checked, nothing masked
+            return t, p, valid
+        # Values other than 0 and 1 are never counted (an eager call raises on them).
+        valid = keep if valid is None else ops.logical_and(valid, keep)
         return t, p, valid
 
     # ---- results -------------------------------------------------------------------------
 
     def result(self):
         self._require_built()
-        return self._compiled("_results")(self.counts.value, self.weighted_counts.value)
+        return self._compiled("_results")(*self._state_values())
 
-    def _results(self, counts, weighted_counts):
-        """Pure: the result from the values of the two count variables."""
-        return self._result_from(Counts(_combined(counts, weighted_counts), self.layout))
+    def _results(self, counts, weighted_counts, invalid, squared_distance=None):
+        """Pure: the result from the values of the state variables; NaN everywhere once an
+        invalid value was counted."""
+        if squared_distance is not None:
+            squared_distance = squared_distance[0] + squared_distance[1]
+        state = Counts(_combined(counts, weighted_counts), self.layout, squared_distance)
+        results = self._result_from(state)
+        if not self.validate_args:
+            return results
+        seen = invalid > 0
+        return keras.tree.map_structure(lambda v: ops.where(seen, float("nan"), v), results)
 
     def _result_from(self, counts):
         raise NotImplementedError
@@ -695,7 +896,7 @@ class ConfusionState(keras.metrics.Metric):
         """One metric under `self.average`, from `Counts`: a scalar, or a per-class vector when
         `average=None`."""
         zd = self.zero_division
-        if self.layout == "matrix" and name in MATRIX_SCALARS:
+        if self.layout != "stats" and name in MATRIX_SCALARS:
             return matrix_value(name, counts, zd)
         tp, fp, fn, tn = counts.tp, counts.fp, counts.fn, counts.tn
         if name == "hamming":  # always the fraction of wrong label decisions
