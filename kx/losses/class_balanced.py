@@ -143,16 +143,16 @@ def class_balanced_loss(
         if base == "focal":
             terms = terms * _utils.safe_pow(1.0 - ops.exp(log_p), args["gamma"])
         return -ops.sum(weights_t * terms, axis=-1)
-    values = ops.cast(
-        base.call(y_true, y_pred) if isinstance(base, keras.losses.Loss) else base(y_true, y_pred),
-        "float32",
-    )
-    if sparse:
+    if sparse:  # targets first: labels out of range fail here, before the base loss sees them
         labels = _utils.check_sparse_shape(y_true, y_pred, loss_name)
         target = _utils.label_targets(labels, y_pred.shape[-1], loss_name)
     else:
         target, _ = _utils.check_same_shape(y_true, y_pred, loss_name)
         target = _utils.check_unit_interval(target, loss_name, "y_true")
+    values = ops.cast(
+        base.call(y_true, y_pred) if isinstance(base, keras.losses.Loss) else base(y_true, y_pred),
+        "float32",
+    )
     return ops.sum(weights_t * target, axis=-1) * values
 
 

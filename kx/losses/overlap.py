@@ -388,15 +388,9 @@ class _OverlapLoss(LossFunctionWrapper):
 class Jaccard(_OverlapLoss):
     """Soft Jaccard (IoU) loss, `1 - mean_c IoU_c`; see `kx.losses.jaccard`.
 
-    Args:
-        smooth: added to numerator and denominator. Defaults to `1e-5`.
-        per_image: overlaps per image (default) or over the batch (the batch value is returned
-            for every sample).
-        from_logits: softmax (or sigmoid for one channel) of `y_pred` first. Defaults to `False`.
-        ignore_class: a label whose pixels count for nothing. Defaults to `None`.
-        reduction: as `keras.losses.Loss`. Defaults to `"sum_over_batch_size"`.
-        name: defaults to `"jaccard"`.
-        dtype: as `keras.losses.Loss`; the math runs in float32 regardless.
+    Args: `smooth`, `per_image`, `from_logits` and `ignore_class` as the function (same
+    defaults); `reduction` and `dtype` as `keras.losses.Loss` (the math runs in float32
+    regardless); `name` defaults to `"jaccard"`.
 
     Example:
 
@@ -466,14 +460,9 @@ class FocalTversky(_OverlapLoss):
 class LogCoshDice(_OverlapLoss):
     """Log-cosh Dice loss, `log(cosh(1 - mean_c Dice_c))`; see `kx.losses.log_cosh_dice`.
 
-    Args:
-        smooth: added to numerator and denominator. Defaults to `1e-5`.
-        per_image: overlaps per image (default) or over the batch.
-        from_logits: softmax (or sigmoid for one channel) of `y_pred` first. Defaults to `False`.
-        ignore_class: a label whose pixels count for nothing. Defaults to `None`.
-        reduction: as `keras.losses.Loss`. Defaults to `"sum_over_batch_size"`.
-        name: defaults to `"log_cosh_dice"`.
-        dtype: as `keras.losses.Loss`; the math runs in float32 regardless.
+    Args: `smooth`, `per_image`, `from_logits` and `ignore_class` as the function (same
+    defaults); `reduction` and `dtype` as `keras.losses.Loss` (the math runs in float32
+    regardless); `name` defaults to `"log_cosh_dice"`.
 
     Example:
 
@@ -492,14 +481,9 @@ class LogCoshDice(_OverlapLoss):
 class LogDice(_OverlapLoss):
     """Logarithmic Dice loss, `mean_c -log(Dice_c)`; see `kx.losses.log_dice`.
 
-    Args:
-        smooth: added to numerator and denominator. Defaults to `1e-5`.
-        per_image: overlaps per image (default) or over the batch.
-        from_logits: softmax (or sigmoid for one channel) of `y_pred` first. Defaults to `False`.
-        ignore_class: a label whose pixels count for nothing. Defaults to `None`.
-        reduction: as `keras.losses.Loss`. Defaults to `"sum_over_batch_size"`.
-        name: defaults to `"log_dice"`.
-        dtype: as `keras.losses.Loss`; the math runs in float32 regardless.
+    Args: `smooth`, `per_image`, `from_logits` and `ignore_class` as the function (same
+    defaults); `reduction` and `dtype` as `keras.losses.Loss` (the math runs in float32
+    regardless); `name` defaults to `"log_dice"`.
 
     Example:
 
@@ -518,14 +502,9 @@ class LogDice(_OverlapLoss):
 class GeneralizedDice(_OverlapLoss):
     """Generalized Dice loss (Sudre et al., 2017); see `kx.losses.generalized_dice`.
 
-    Args:
-        smooth: added to numerator and denominator. Defaults to `1e-5`.
-        per_image: class volumes and overlaps per image (default) or over the batch.
-        from_logits: softmax (or sigmoid for one channel) of `y_pred` first. Defaults to `False`.
-        ignore_class: a label whose pixels count for nothing. Defaults to `None`.
-        reduction: as `keras.losses.Loss`. Defaults to `"sum_over_batch_size"`.
-        name: defaults to `"generalized_dice"`.
-        dtype: as `keras.losses.Loss`; the math runs in float32 regardless.
+    Args: `smooth`, `per_image`, `from_logits` and `ignore_class` as the function (same
+    defaults); `reduction` and `dtype` as `keras.losses.Loss` (the math runs in float32
+    regardless); `name` defaults to `"generalized_dice"`.
 
     Example:
 
