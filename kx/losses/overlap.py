@@ -8,6 +8,10 @@ classes on the last axis) and targets given either
   single channel (a binary mask model) the labels are 0/1; or
 - dense: one-hot (or soft) targets of the shape of the predictions.
 
+Labels are checked: a sparse label at or above the number of channels (or other than 0/1 for a
+single channel), or a dense target outside [0, 1] (a 0/255 mask), is a `ValueError`, or NaN
+inside a compiled step, unless it is `ignore_class`.
+
 Overlaps are computed per class and averaged over the classes, either per image (the default: one
 value per sample, weighted like any Keras loss) or over the whole batch (`per_image=False`: the
 batch value, returned once per sample so that the default `"sum_over_batch_size"` reduction gives
