@@ -1,15 +1,19 @@
-"""Helpers shared by the kx losses: tensor preparation, `from_logits` handling and input checks.
+"""Tensor helpers shared by the kx losses: preparation, shape and value checks of `y_true` /
+`y_pred`, targets from labels, and `from_logits` handling. (Argument checks: `_checks.py`.)
 
 Every loss function starts with `prepare` (float32 math whatever the input dtype), then checks
-shapes with `check_same_shape` or `check_sparse_shape`, and probabilities with
-`check_probabilities` when `from_logits=False`.
+shapes with `check_same_shape` or `check_sparse_shape`, probabilities with `check_unit_interval`
+when `from_logits=False`, and turns sparse labels into targets with `label_targets`, which
+checks their range.
 
-About the probability check inside traced functions: a Python `if` on tensor values is only
-possible when the values are concrete (eager TensorFlow, un-jitted JAX, PyTorch). There
-`check_probabilities` raises a `ValueError`. Inside `tf.function` or `jax.jit` (which is where
-`fit` runs on those backends unless `run_eagerly=True`) the values are not known, so instead the
-offending entries are replaced by NaN: the loss of that sample becomes NaN, visible in the logs
-and caught by `keras.callbacks.TerminateOnNaN`, rather than a silently wrong finite value.
+Values checked inside traced functions: a Python `if` on tensor values is only possible when the
+values are concrete (eager TensorFlow, un-jitted JAX, PyTorch). There a probability outside
+[0, 1], a target outside [0, 1] or a label outside `[0, num_classes)` raises a `ValueError`.
+Inside `tf.function` or `jax.jit` (where `fit` runs on those backends unless `run_eagerly=True`)
+the values are not known, so the offending entries become NaN instead: the loss of that sample
+is NaN, visible in the logs and caught by `keras.callbacks.TerminateOnNaN`, rather than a
+silently wrong finite value. (For labels, TensorFlow's CPU kernels also raise inside the graph,
+as they do for Keras' own sparse cross-entropy; see `label_targets`.)
 """
 
 import math
@@ -19,21 +23,6 @@ import numpy as np
 from keras import ops
 
 from kx import _keras
-
-__all__ = [
-    "as_vector_or_scalar",
-    "check_class_vector",
-    "check_probabilities",
-    "check_same_shape",
-    "check_sparse_shape",
-    "is_concrete",
-    "log_probs",
-    "log_sigmoid_pair",
-    "one_hot",
-    "prepare",
-    "safe_pow",
-    "set_mask",
-]
 
 
 def prepare(y_true, y_pred):
@@ -58,22 +47,75 @@ def is_concrete(x):
     return not _keras.is_in_jax_tracing_scope(x)
 
 
-def check_probabilities(y_pred, loss_name, arg="y_pred"):
-    """Checks that `y_pred` lies in [0, 1]: a `ValueError` when the values are concrete, NaN in
-    place of out-of-range entries when traced (see the module docstring). Returns `y_pred`."""
-    if is_concrete(y_pred):
-        if math.prod(y_pred.shape) == 0:
-            return y_pred
-        lo = float(ops.convert_to_numpy(ops.min(y_pred)))
-        hi = float(ops.convert_to_numpy(ops.max(y_pred)))
-        if lo < 0.0 or hi > 1.0:
-            raise ValueError(
-                f"{loss_name}: expected `{arg}` to hold probabilities in [0, 1] (pass "
-                f"`from_logits=True` for logits). Received: values in [{lo:.6g}, {hi:.6g}]."
-            )
-        return y_pred
-    outside = ops.logical_or(ops.less(y_pred, 0.0), ops.greater(y_pred, 1.0))
-    return ops.where(outside, float("nan"), y_pred)
+# ---- value checks (see the module docstring) ----------------------------------------------
+
+
+def check_unit_interval(x, loss_name, arg="y_pred", skip=None):
+    """Checks that `x` lies in [0, 1] (entries where the boolean `skip` is True, broadcast to
+    `x`, are not checked): a `ValueError` when the values are concrete, NaN in place of
+    out-of-range entries when traced. Returns `x`."""
+    outside = ops.logical_or(ops.less(x, 0.0), ops.greater(x, 1.0))
+    if skip is not None:
+        outside = ops.logical_and(outside, ops.logical_not(skip))
+    if not is_concrete(x):
+        return ops.where(outside, float("nan"), x)
+    if math.prod(x.shape) == 0 or not bool(ops.convert_to_numpy(ops.any(outside))):
+        return x
+    bad = ops.convert_to_numpy(x)[np.broadcast_to(ops.convert_to_numpy(outside), x.shape)]
+    received = f"values in [{float(bad.min()):.6g}, {float(bad.max()):.6g}]"
+    if arg == "y_pred":
+        raise ValueError(
+            f"{loss_name}: expected `y_pred` to hold probabilities in [0, 1] (pass "
+            f"`from_logits=True` for logits). Received: {received}."
+        )
+    raise ValueError(
+        f"{loss_name}: expected `{arg}` to hold targets in [0, 1] (a 0/1 mask, one-hot or soft "
+        f"targets; a 0/255 mask must be divided by 255). Received: {received} outside [0, 1]."
+    )
+
+
+def check_probabilities(y_pred, loss_name):
+    """`check_unit_interval` of predictions given as probabilities."""
+    return check_unit_interval(y_pred, loss_name, "y_pred")
+
+
+def label_targets(labels, num_classes, loss_name, ignore_class=None):
+    """float32 one-hot targets `(..., num_classes)` of int32 `labels`, or with `num_classes=1`
+    the `(..., 1)` indicator of label 1 (a binary mask, labels 0/1).
+
+    A label equal to `ignore_class` gives a row of zeros (the caller drops it). Any other label
+    outside `[0, num_classes)` (`[0, 2)` for a binary mask) is an error: a `ValueError` naming
+    the labels when they are concrete, a row of NaN when traced."""
+    high = max(num_classes, 2)
+    bad = ops.logical_or(ops.less(labels, 0), ops.greater_equal(labels, high))
+    if ignore_class is not None:
+        bad = ops.logical_and(bad, ops.not_equal(labels, ignore_class))
+    if num_classes == 1:
+        target = ops.expand_dims(ops.cast(ops.equal(labels, 1), "float32"), -1)
+    else:
+        classes = ops.arange(num_classes, dtype="int32")
+        target = ops.cast(ops.equal(ops.expand_dims(labels, -1), classes), "float32")
+    if is_concrete(labels):
+        if math.prod(labels.shape) and bool(ops.convert_to_numpy(ops.any(bad))):
+            values = np.unique(ops.convert_to_numpy(labels)[ops.convert_to_numpy(bad)])
+            shown = ", ".join(str(v) for v in values[:5]) + (", ..." if len(values) > 5 else "")
+            what = ("0/1 labels (a binary mask; one channel in y_pred)" if num_classes == 1
+                    else f"integer labels in [0, {num_classes}) (the size of the last axis of "
+                    "y_pred)")
+            also = "" if ignore_class is None else f" or ignore_class={ignore_class}"
+            raise ValueError(f"{loss_name}: expected {what}{also}. Received: labels {shown}.")
+        return target
+    # Traced: NaN rows. The gather adds zeros; its indices are the bad labels themselves, so
+    # that TensorFlow's CPU kernel raises inside the graph, as it does for Keras' own sparse
+    # cross-entropy (JAX fills with NaN; GPUs and XLA return 0 and the NaN rows remain).
+    index = labels if ignore_class is None else ops.where(
+        ops.equal(labels, ignore_class), 0, labels)
+    zero = ops.take(ops.zeros((high,), "float32"), index)
+    target = target + ops.expand_dims(zero, -1)
+    return ops.where(ops.expand_dims(bad, -1), float("nan"), target)
+
+
+# ---- shapes -------------------------------------------------------------------------------
 
 
 def _squeeze_or_expand(y_true, y_pred):
@@ -119,32 +161,6 @@ def check_sparse_shape(y_true, y_pred, loss_name):
     return ops.cast(y_true, "int32")
 
 
-def as_vector_or_scalar(value, arg, loss_name, allow_none=False, nonnegative=True):
-    """Validates a scalar or 1-D per-class/per-label argument; returns a float, a tuple of
-    floats, or None. Used in `__init__`, so the stored value is plain Python (config-ready)."""
-    if value is None:
-        if allow_none:
-            return None
-        raise TypeError(f"{loss_name}: expected `{arg}` to be a number. Received: {arg}=None")
-    if isinstance(value, dict):
-        raise TypeError(
-            f"{loss_name}: expected `{arg}` to be a number or a 1-D sequence of numbers. "
-            f"Received: {arg}={value!r}"
-        )
-    arr = np.asarray(value, dtype="float64")
-    if arr.ndim > 1:
-        raise ValueError(
-            f"{loss_name}: expected `{arg}` to be a number or a 1-D sequence. Received: "
-            f"{arg} with shape {arr.shape}."
-        )
-    if not np.all(np.isfinite(arr)) or (nonnegative and np.any(arr < 0)):
-        kind = "non-negative finite" if nonnegative else "finite"
-        raise ValueError(
-            f"{loss_name}: expected `{arg}` to be {kind}. Received: {arg}={arr.tolist()!r}"
-        )
-    return float(arr) if arr.ndim == 0 else tuple(float(v) for v in arr)
-
-
 def check_class_vector(value, y_pred, arg, loss_name, what="class"):
     """Checks that a per-class tuple has one entry per entry of the last axis of `y_pred`;
     returns it as a float32 tensor (scalars come back as Python floats)."""
@@ -157,6 +173,9 @@ def check_class_vector(value, y_pred, arg, loss_name, what="class"):
             f"last axis of y_pred). Received: {arg} of length {len(value)}."
         )
     return ops.convert_to_tensor(np.asarray(value, dtype="float32"))
+
+
+# ---- the start of the classification losses ----------------------------------------------
 
 
 def log_sigmoid_pair(y_pred, from_logits):
@@ -180,6 +199,50 @@ def log_probs(y_pred, from_logits, axis=-1):
     return ops.log(ops.clip(p, eps, 1.0 - eps))
 
 
+def sparse_log_probs(y_true, y_pred, from_logits, loss_name, ignore_class=None):
+    """Start of the sparse losses: float32 tensors, labels checked against the class axis,
+    probabilities checked. Returns `(labels, targets, log_p)`, the targets one-hot (see
+    `label_targets`)."""
+    y_true, y_pred = prepare(y_true, y_pred)
+    labels = check_sparse_shape(y_true, y_pred, loss_name)
+    if not from_logits:
+        y_pred = check_probabilities(y_pred, loss_name)
+    target = label_targets(labels, y_pred.shape[-1], loss_name, ignore_class)
+    return labels, target, log_probs(y_pred, from_logits)
+
+
+def targets_and_log_probs(y_true, y_pred, sparse, from_logits, loss_name):
+    """Start of the losses that take sparse labels or one-hot/probability targets: returns
+    `(targets, log_p)`, targets one-hot (or as given, checked in [0, 1]) on the class axis."""
+    if sparse:
+        _, target, log_p = sparse_log_probs(y_true, y_pred, from_logits, loss_name)
+        return target, log_p
+    target, y_pred = prepare(y_true, y_pred)
+    target, y_pred = check_same_shape(target, y_pred, loss_name)
+    target = check_unit_interval(target, loss_name, "y_true")
+    if not from_logits:
+        y_pred = check_probabilities(y_pred, loss_name)
+    return target, log_probs(y_pred, from_logits)
+
+
+def smooth_targets(target, label_smoothing):
+    """Targets smoothed as Keras does: `(1 - ls) * target + ls / num_classes`."""
+    if label_smoothing:
+        target = target * (1.0 - label_smoothing) + label_smoothing / target.shape[-1]
+    return target
+
+
+def apply_ignore_class(values, labels, ignore_class):
+    """Zeroes the entries whose label is `ignore_class` and masks them, so that the Keras
+    reduction averages over the valid entries only (as Keras' own `ignore_class`)."""
+    if ignore_class is None:
+        return values
+    valid = ops.not_equal(labels, ignore_class)
+    values = ops.where(valid, values, 0.0)
+    _keras.set_keras_mask(values, mask=valid)
+    return values
+
+
 def safe_pow(base, exponent):
     """`base ** exponent` for `base >= 0` and a Python float exponent, with finite gradients at
     `base == 0` (where `x ** 0.5` has an infinite derivative and `0 ** 0` a NaN one)."""
@@ -191,14 +254,56 @@ def safe_pow(base, exponent):
     return ops.where(positive, ops.power(ops.where(positive, base, 1.0), exponent), 0.0)
 
 
-def one_hot(labels, num_classes):
-    """float32 one-hot of int labels; out-of-range labels (e.g. an ignored class) give zeros."""
-    classes = ops.arange(num_classes, dtype="int32")
-    return ops.cast(ops.equal(ops.expand_dims(labels, -1), classes), "float32")
+# ---- the start of the segmentation losses (overlap.py, lovasz.py) ---------------------------
 
 
-def set_mask(values, mask):
-    """Attaches a boolean mask to per-sample values, so that `keras.losses.Loss.__call__`
-    averages over the valid entries only (Keras' own `ignore_class` mechanism)."""
-    _keras.set_keras_mask(values, mask=mask)
-    return values
+def segmentation_targets(y_true, y_pred, from_logits, ignore_class, loss_name):
+    """Returns `(target, probs, valid)`: float32 targets and probabilities of shape
+    `(batch, *spatial, channels)`, both zero on ignored pixels, and the float32 mask of valid
+    pixels `(batch, *spatial)` (None when nothing is ignored)."""
+    y_true, y_pred = prepare(y_true, y_pred)
+    rank = len(y_pred.shape)
+    if rank < 2:
+        raise ValueError(
+            f"{loss_name}: expected `y_pred` of shape (batch, ..., channels), the classes on the "
+            f"last axis. Received: y_pred.shape={tuple(y_pred.shape)}."
+        )
+    channels = y_pred.shape[-1]
+    true_rank = len(y_true.shape)
+    sparse = true_rank == rank - 1 or (
+        true_rank == rank and y_true.shape[-1] == 1 and channels != 1
+    )
+    valid = None
+    if sparse:
+        labels = check_sparse_shape(y_true, y_pred, loss_name)
+        target = label_targets(labels, channels, loss_name, ignore_class)
+        if ignore_class is not None:
+            valid = ops.cast(ops.not_equal(labels, ignore_class), "float32")
+    else:
+        y_true, y_pred = check_same_shape(y_true, y_pred, loss_name)
+        ignored = None
+        if ignore_class is not None:
+            if channels != 1:
+                raise ValueError(
+                    f"{loss_name}: `ignore_class` needs sparse integer labels of shape "
+                    f"y_pred.shape[:-1] (or a single-channel mask); one-hot targets cannot mark "
+                    f"ignored pixels. Received: y_true.shape={tuple(y_true.shape)}, "
+                    f"y_pred.shape={tuple(y_pred.shape)}, ignore_class={ignore_class}."
+                )
+            ignored = ops.equal(y_true, ignore_class)
+            valid = ops.cast(ops.logical_not(ignored[..., 0]), "float32")
+        target = check_unit_interval(y_true, loss_name, "y_true", skip=ignored)
+    if from_logits:
+        probs = ops.sigmoid(y_pred) if channels == 1 else ops.softmax(y_pred, axis=-1)
+    else:
+        probs = check_probabilities(y_pred, loss_name)
+    if valid is not None:
+        probs = probs * ops.expand_dims(valid, -1)
+        target = target * ops.expand_dims(valid, -1)
+    return target, probs, valid
+
+
+def spread_over_batch(value, like):
+    """The batch value `value` (a scalar) once per sample of `like`, shape `(batch,)`."""
+    first = like[(slice(None),) + (0,) * (len(like.shape) - 1)]
+    return ops.zeros_like(first) + value

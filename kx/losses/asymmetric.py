@@ -1,26 +1,23 @@
 """Asymmetric loss for multi-label classification (Ridnik et al., ICCV 2021)."""
 
-import numbers
-
 import keras
 from keras import ops
 
-from kx.losses import _utils
-from kx.losses.combined import LossArithmetic
-from kx.losses.focal import check_gamma
+from kx.losses import _checks, _utils
+from kx.losses._base import LossFunctionWrapper
 
 __all__ = ["AsymmetricLoss", "asymmetric_loss"]
 
 _PACKAGE = "kx"
 
 
-def _check_clip(clip, loss_name):
-    if not isinstance(clip, numbers.Real) or isinstance(clip, bool) or not 0 <= clip < 1:
-        raise ValueError(
-            f"{loss_name}: expected `clip` (the probability margin) to be a number in [0, 1). "
-            f"Received: clip={clip!r}"
-        )
-    return float(clip)
+def _check_args(owner, *, gamma_pos, gamma_neg, clip, from_logits):
+    return {
+        "gamma_pos": _checks.non_negative(gamma_pos, "gamma_pos", owner),
+        "gamma_neg": _checks.non_negative(gamma_neg, "gamma_neg", owner),
+        "clip": _checks.number(clip, "clip", owner, low=0.0, high=1.0, high_open=True),
+        "from_logits": _checks.flag(from_logits, "from_logits", owner),
+    }
 
 
 def asymmetric_loss(
@@ -43,7 +40,7 @@ def asymmetric_loss(
     `gamma_pos=gamma_neg=clip=0` gives Keras' binary cross-entropy.
 
     Args:
-        y_true: 0/1 targets, the shape of `y_pred`.
+        y_true: 0/1 targets (soft targets in [0, 1] accepted), the shape of `y_pred`.
         y_pred: sigmoid probabilities or logits, labels on the last axis.
         gamma_pos: focusing exponent of positive labels, >= 0. Defaults to `0.0`.
         gamma_neg: focusing exponent of negative labels, >= 0. Defaults to `4.0`.
@@ -61,11 +58,13 @@ def asymmetric_loss(
     0.11892
     """
     loss_name = "asymmetric_loss"
-    gamma_pos = check_gamma(gamma_pos, loss_name, "gamma_pos")
-    gamma_neg = check_gamma(gamma_neg, loss_name, "gamma_neg")
-    clip = _check_clip(clip, loss_name)
+    args = _check_args(loss_name, gamma_pos=gamma_pos, gamma_neg=gamma_neg, clip=clip,
+                       from_logits=from_logits)
+    gamma_pos, gamma_neg, clip = args["gamma_pos"], args["gamma_neg"], args["clip"]
+    from_logits = args["from_logits"]
     y_true, y_pred = _utils.prepare(y_true, y_pred)
     y_true, y_pred = _utils.check_same_shape(y_true, y_pred, loss_name)
+    y_true = _utils.check_unit_interval(y_true, loss_name, "y_true")
     if from_logits:
         p, not_p = ops.sigmoid(y_pred), ops.sigmoid(-y_pred)
     else:
@@ -81,7 +80,7 @@ def asymmetric_loss(
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
-class AsymmetricLoss(LossArithmetic, keras.losses.Loss):
+class AsymmetricLoss(LossFunctionWrapper):
     """Asymmetric loss for multi-label classification (Ridnik et al., ICCV 2021).
 
     See `kx.losses.asymmetric_loss` for the formula.
@@ -103,28 +102,12 @@ class AsymmetricLoss(LossArithmetic, keras.losses.Loss):
     0.06346
     """
 
+    fn = staticmethod(asymmetric_loss)
+    check_args = staticmethod(_check_args)
+
     def __init__(
         self, gamma_pos=0.0, gamma_neg=4.0, clip=0.05, from_logits=False,
         reduction="sum_over_batch_size", name="asymmetric_loss", dtype=None,
     ):
-        super().__init__(name=name, reduction=reduction, dtype=dtype)
-        owner = type(self).__name__
-        self.gamma_pos = check_gamma(gamma_pos, owner, "gamma_pos")
-        self.gamma_neg = check_gamma(gamma_neg, owner, "gamma_neg")
-        self.clip = _check_clip(clip, owner)
-        self.from_logits = bool(from_logits)
-
-    def call(self, y_true, y_pred):
-        return asymmetric_loss(
-            y_true, y_pred, gamma_pos=self.gamma_pos, gamma_neg=self.gamma_neg, clip=self.clip,
-            from_logits=self.from_logits,
-        )
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "gamma_pos": self.gamma_pos,
-            "gamma_neg": self.gamma_neg,
-            "clip": self.clip,
-            "from_logits": self.from_logits,
-        }
+        super().__init__(reduction, name, dtype, gamma_pos=gamma_pos, gamma_neg=gamma_neg,
+                         clip=clip, from_logits=from_logits)

@@ -1,15 +1,11 @@
 """Class-balanced loss: effective-number class weights (Cui et al., CVPR 2019)."""
 
-import numbers
-
 import keras
 import numpy as np
 from keras import ops
 
-from kx.losses import _utils
-from kx.losses.combined import LossArithmetic
-from kx.losses.crossentropy import targets_and_log_probs
-from kx.losses.focal import check_gamma
+from kx.losses import _checks, _utils
+from kx.losses._base import LossFunctionWrapper
 
 __all__ = ["ClassBalancedLoss", "class_balanced_loss", "class_balanced_weights"]
 
@@ -18,11 +14,7 @@ _BASES = ("cross_entropy", "focal")
 
 
 def _check_beta(beta, loss_name):
-    if not isinstance(beta, numbers.Real) or isinstance(beta, bool) or not 0 <= beta < 1:
-        raise ValueError(
-            f"{loss_name}: expected `beta` to be a number in [0, 1). Received: beta={beta!r}"
-        )
-    return float(beta)
+    return _checks.number(beta, "beta", loss_name, low=0.0, high=1.0, high_open=True)
 
 
 def _check_counts(samples_per_class, loss_name):
@@ -50,6 +42,17 @@ def _check_base(base_loss, loss_name):
             f"or a loss function. Received: base_loss={base_loss!r}"
         )
     return base_loss
+
+
+def _check_args(owner, *, base_loss, samples_per_class, beta, gamma, sparse, from_logits):
+    return {
+        "base_loss": _check_base(base_loss, owner),
+        "samples_per_class": _check_counts(samples_per_class, owner),
+        "beta": _check_beta(beta, owner),
+        "gamma": _checks.non_negative(gamma, "gamma", owner),
+        "sparse": _checks.flag(sparse, "sparse", owner),
+        "from_logits": _checks.flag(from_logits, "from_logits", owner),
+    }
 
 
 def class_balanced_weights(samples_per_class, beta=0.999):
@@ -124,34 +127,37 @@ def class_balanced_loss(
     [0.5468, 0.8395]
     """
     loss_name = "class_balanced_loss"
-    base = _check_base(base_loss, loss_name)
-    gamma = check_gamma(gamma, loss_name)
-    counts = _check_counts(samples_per_class, loss_name)
-    weights = class_balanced_weights(counts, beta)
+    args = _check_args(loss_name, base_loss=base_loss, samples_per_class=samples_per_class,
+                       beta=beta, gamma=gamma, sparse=sparse, from_logits=from_logits)
+    base, sparse = args["base_loss"], args["sparse"]
+    weights = class_balanced_weights(args["samples_per_class"], args["beta"])
     y_true, y_pred = _utils.prepare(y_true, y_pred)
     weights_t = _utils.check_class_vector(
         tuple(weights.tolist()), y_pred, "samples_per_class", loss_name
     )
     if isinstance(base, str):
-        target, log_p = targets_and_log_probs(y_true, y_pred, sparse, from_logits, loss_name)
+        target, log_p = _utils.targets_and_log_probs(
+            y_true, y_pred, sparse, args["from_logits"], loss_name
+        )
         terms = target * log_p
         if base == "focal":
-            terms = terms * _utils.safe_pow(1.0 - ops.exp(log_p), gamma)
+            terms = terms * _utils.safe_pow(1.0 - ops.exp(log_p), args["gamma"])
         return -ops.sum(weights_t * terms, axis=-1)
+    if sparse:  # targets first: labels out of range fail here, before the base loss sees them
+        labels = _utils.check_sparse_shape(y_true, y_pred, loss_name)
+        target = _utils.label_targets(labels, y_pred.shape[-1], loss_name)
+    else:
+        target, _ = _utils.check_same_shape(y_true, y_pred, loss_name)
+        target = _utils.check_unit_interval(target, loss_name, "y_true")
     values = ops.cast(
         base.call(y_true, y_pred) if isinstance(base, keras.losses.Loss) else base(y_true, y_pred),
         "float32",
     )
-    if sparse:
-        labels = _utils.check_sparse_shape(y_true, y_pred, loss_name)
-        target = _utils.one_hot(labels, y_pred.shape[-1])
-    else:
-        target, _ = _utils.check_same_shape(y_true, y_pred, loss_name)
     return ops.sum(weights_t * target, axis=-1) * values
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
-class ClassBalancedLoss(LossArithmetic, keras.losses.Loss):
+class ClassBalancedLoss(LossFunctionWrapper):
     """Class-balanced loss (Cui et al., CVPR 2019) around cross-entropy, focal or any loss.
 
     See `kx.losses.class_balanced_loss` for the formula.
@@ -176,43 +182,15 @@ class ClassBalancedLoss(LossArithmetic, keras.losses.Loss):
     0.1733
     """
 
+    fn = staticmethod(class_balanced_loss)
+    check_args = staticmethod(_check_args)
+    serialized = ("base_loss",)
+
     def __init__(
         self, base_loss, samples_per_class, beta=0.999, gamma=2.0, sparse=True,
         from_logits=False, reduction="sum_over_batch_size", name="class_balanced_loss",
         dtype=None,
     ):
-        super().__init__(name=name, reduction=reduction, dtype=dtype)
-        owner = type(self).__name__
-        self.base_loss = _check_base(base_loss, owner)
-        self.samples_per_class = _check_counts(samples_per_class, owner)
-        self.beta = _check_beta(beta, owner)
-        self.gamma = check_gamma(gamma, owner)
-        self.sparse = bool(sparse)
-        self.from_logits = bool(from_logits)
-
-    def call(self, y_true, y_pred):
-        return class_balanced_loss(
-            y_true, y_pred, samples_per_class=self.samples_per_class, beta=self.beta,
-            base_loss=self.base_loss, gamma=self.gamma, sparse=self.sparse,
-            from_logits=self.from_logits,
-        )
-
-    def get_config(self):
-        base = self.base_loss
-        return {
-            **super().get_config(),
-            "base_loss": base if isinstance(base, str)
-            else keras.saving.serialize_keras_object(base),
-            "samples_per_class": list(self.samples_per_class),
-            "beta": self.beta,
-            "gamma": self.gamma,
-            "sparse": self.sparse,
-            "from_logits": self.from_logits,
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        if not isinstance(config["base_loss"], str):
-            config["base_loss"] = keras.saving.deserialize_keras_object(config["base_loss"])
-        return cls(**config)
+        super().__init__(reduction, name, dtype, base_loss=base_loss,
+                         samples_per_class=samples_per_class, beta=beta, gamma=gamma,
+                         sparse=sparse, from_logits=from_logits)

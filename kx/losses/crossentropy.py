@@ -7,8 +7,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from kx.losses import _utils
-from kx.losses.combined import LossArithmetic
+from kx.losses import _checks, _utils
+from kx.losses._base import LossFunctionWrapper
 
 __all__ = [
     "ClassWeightedCrossentropy",
@@ -22,62 +22,13 @@ __all__ = [
 _PACKAGE = "kx"
 
 
-def _check_label_smoothing(value, loss_name):
-    if not isinstance(value, numbers.Real) or isinstance(value, bool) or not 0 <= value <= 1:
-        raise ValueError(
-            f"{loss_name}: expected `label_smoothing` to be a float in [0, 1]. Received: "
-            f"label_smoothing={value!r}"
-        )
-    return float(value)
-
-
-def _check_ignore_class(value, loss_name):
-    if value is not None and (not isinstance(value, numbers.Integral) or isinstance(value, bool)):
-        raise TypeError(
-            f"{loss_name}: expected `ignore_class` to be None or an integer class id. Received: "
-            f"ignore_class={value!r}"
-        )
-    return None if value is None else int(value)
-
-
-def sparse_log_probs(y_true, y_pred, from_logits, loss_name):
-    """Shared start of the sparse losses: float32 tensors, labels checked against the class
-    axis, probabilities checked, log-probabilities. Returns `(labels, log_p)`."""
-    y_true, y_pred = _utils.prepare(y_true, y_pred)
-    labels = _utils.check_sparse_shape(y_true, y_pred, loss_name)
-    if not from_logits:
-        y_pred = _utils.check_probabilities(y_pred, loss_name)
-    return labels, _utils.log_probs(y_pred, from_logits)
-
-
-
-def targets_and_log_probs(y_true, y_pred, sparse, from_logits, loss_name):
-    """Shared start of the losses that take sparse labels or one-hot/probability targets:
-    returns `(targets, log_p)`, targets one-hot (or as given) on the class axis."""
-    if sparse:
-        labels, log_p = sparse_log_probs(y_true, y_pred, from_logits, loss_name)
-        return _utils.one_hot(labels, log_p.shape[-1]), log_p
-    target, y_pred = _utils.prepare(y_true, y_pred)
-    target, y_pred = _utils.check_same_shape(target, y_pred, loss_name)
-    if not from_logits:
-        y_pred = _utils.check_probabilities(y_pred, loss_name)
-    return target, _utils.log_probs(y_pred, from_logits)
-
-def smoothed_one_hot(labels, num_classes, label_smoothing):
-    """One-hot targets smoothed as Keras does: `(1 - ls) * one_hot + ls / num_classes`."""
-    target = _utils.one_hot(labels, num_classes)
-    if label_smoothing:
-        target = target * (1.0 - label_smoothing) + label_smoothing / num_classes
-    return target
-
-
-def apply_ignore_class(values, labels, ignore_class):
-    """Zeroes the entries whose label is `ignore_class` and masks them, so that the Keras
-    reduction averages over the valid entries only (as Keras' own `ignore_class`)."""
-    if ignore_class is None:
-        return values
-    valid = ops.not_equal(labels, ignore_class)
-    return _utils.set_mask(ops.where(valid, values, 0.0), valid)
+def _check_sparse_args(owner, *, from_logits, label_smoothing, ignore_class):
+    return {
+        "from_logits": _checks.flag(from_logits, "from_logits", owner),
+        "label_smoothing": _checks.number(label_smoothing, "label_smoothing", owner, low=0.0,
+                                          high=1.0),
+        "ignore_class": _checks.ignore_class(ignore_class, owner),
+    }
 
 
 def sparse_categorical_crossentropy(
@@ -96,7 +47,9 @@ def sparse_categorical_crossentropy(
     label_smoothing=...)`; with `label_smoothing=0` equal to Keras' sparse cross-entropy.
 
     Args:
-        y_true: integer labels, shape `y_pred.shape[:-1]` (a trailing axis of 1 is accepted).
+        y_true: integer labels in `[0, num_classes)` (or `ignore_class`), shape
+            `y_pred.shape[:-1]` (a trailing axis of 1 is accepted). A label out of range is a
+            `ValueError`, or a NaN loss inside a compiled step (see the losses guide).
         y_pred: probabilities or logits, classes on the last axis.
         from_logits: whether `y_pred` holds logits. Defaults to `False`.
         label_smoothing: float in [0, 1]. Defaults to `0.0`.
@@ -115,16 +68,18 @@ def sparse_categorical_crossentropy(
     [0.2152, 0.2925]
     """
     loss_name = "sparse_categorical_crossentropy"
-    label_smoothing = _check_label_smoothing(label_smoothing, loss_name)
-    ignore_class = _check_ignore_class(ignore_class, loss_name)
-    labels, log_p = sparse_log_probs(y_true, y_pred, from_logits, loss_name)
-    target = smoothed_one_hot(labels, log_p.shape[-1], label_smoothing)
+    args = _check_sparse_args(loss_name, from_logits=from_logits,
+                              label_smoothing=label_smoothing, ignore_class=ignore_class)
+    labels, target, log_p = _utils.sparse_log_probs(
+        y_true, y_pred, args["from_logits"], loss_name, args["ignore_class"]
+    )
+    target = _utils.smooth_targets(target, args["label_smoothing"])
     values = -ops.sum(target * log_p, axis=-1)
-    return apply_ignore_class(values, labels, ignore_class)
+    return _utils.apply_ignore_class(values, labels, args["ignore_class"])
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
-class SparseCategoricalCrossentropy(LossArithmetic, keras.losses.Loss):
+class SparseCategoricalCrossentropy(LossFunctionWrapper):
     """Sparse categorical cross-entropy with `label_smoothing` and `ignore_class`.
 
     See `kx.losses.sparse_categorical_crossentropy` for the formula.
@@ -145,32 +100,22 @@ class SparseCategoricalCrossentropy(LossArithmetic, keras.losses.Loss):
     0.2538
     """
 
+    fn = staticmethod(sparse_categorical_crossentropy)
+    check_args = staticmethod(_check_sparse_args)
+
     def __init__(
         self, from_logits=False, label_smoothing=0.0, ignore_class=None,
         reduction="sum_over_batch_size", name="sparse_categorical_crossentropy", dtype=None,
     ):
-        super().__init__(name=name, reduction=reduction, dtype=dtype)
-        self.from_logits = bool(from_logits)
-        self.label_smoothing = _check_label_smoothing(label_smoothing, type(self).__name__)
-        self.ignore_class = _check_ignore_class(ignore_class, type(self).__name__)
-
-    def call(self, y_true, y_pred):
-        return sparse_categorical_crossentropy(
-            y_true, y_pred, from_logits=self.from_logits,
-            label_smoothing=self.label_smoothing, ignore_class=self.ignore_class,
-        )
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "from_logits": self.from_logits,
-            "label_smoothing": self.label_smoothing,
-            "ignore_class": self.ignore_class,
-        }
+        super().__init__(reduction, name, dtype, from_logits=from_logits,
+                         label_smoothing=label_smoothing, ignore_class=ignore_class)
 
 
-def _check_pos_weight(pos_weight, loss_name):
-    return _utils.as_vector_or_scalar(pos_weight, "pos_weight", loss_name)
+def _check_bce_args(owner, *, pos_weight, from_logits):
+    return {
+        "pos_weight": _checks.vector_or_scalar(pos_weight, "pos_weight", owner),
+        "from_logits": _checks.flag(from_logits, "from_logits", owner),
+    }
 
 
 def weighted_binary_crossentropy(y_true, y_pred, *, pos_weight=1.0, from_logits=False):
@@ -188,7 +133,7 @@ def weighted_binary_crossentropy(y_true, y_pred, *, pos_weight=1.0, from_logits=
     `n_negative / n_positive`.
 
     Args:
-        y_true: 0/1 (or soft) targets, the shape of `y_pred`.
+        y_true: 0/1 (or soft) targets in [0, 1], the shape of `y_pred`.
         y_pred: probabilities or logits, labels on the last axis.
         pos_weight: non-negative number, or one per label (the last axis). Defaults to `1.0`.
         from_logits: whether `y_pred` holds logits. Defaults to `False`.
@@ -205,10 +150,14 @@ def weighted_binary_crossentropy(y_true, y_pred, *, pos_weight=1.0, from_logits=
     0.4015
     """
     loss_name = "weighted_binary_crossentropy"
-    pos_weight = _check_pos_weight(pos_weight, loss_name)
+    args = _check_bce_args(loss_name, pos_weight=pos_weight, from_logits=from_logits)
+    from_logits = args["from_logits"]
     y_true, y_pred = _utils.prepare(y_true, y_pred)
     y_true, y_pred = _utils.check_same_shape(y_true, y_pred, loss_name)
-    pos_weight = _utils.check_class_vector(pos_weight, y_pred, "pos_weight", loss_name, "label")
+    y_true = _utils.check_unit_interval(y_true, loss_name, "y_true")
+    pos_weight = _utils.check_class_vector(
+        args["pos_weight"], y_pred, "pos_weight", loss_name, "label"
+    )
     if not from_logits:
         y_pred = _utils.check_probabilities(y_pred, loss_name)
     log_p, log_not_p = _utils.log_sigmoid_pair(y_pred, from_logits)
@@ -217,7 +166,7 @@ def weighted_binary_crossentropy(y_true, y_pred, *, pos_weight=1.0, from_logits=
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
-class WeightedBinaryCrossentropy(LossArithmetic, keras.losses.Loss):
+class WeightedBinaryCrossentropy(LossFunctionWrapper):
     """Binary cross-entropy with a positive-class weight (scalar or per label).
 
     See `kx.losses.weighted_binary_crossentropy` for the formula.
@@ -237,26 +186,14 @@ class WeightedBinaryCrossentropy(LossArithmetic, keras.losses.Loss):
     1.3863
     """
 
+    fn = staticmethod(weighted_binary_crossentropy)
+    check_args = staticmethod(_check_bce_args)
+
     def __init__(
         self, pos_weight=1.0, from_logits=False, reduction="sum_over_batch_size",
         name="weighted_binary_crossentropy", dtype=None,
     ):
-        super().__init__(name=name, reduction=reduction, dtype=dtype)
-        self.pos_weight = _check_pos_weight(pos_weight, type(self).__name__)
-        self.from_logits = bool(from_logits)
-
-    def call(self, y_true, y_pred):
-        return weighted_binary_crossentropy(
-            y_true, y_pred, pos_weight=self.pos_weight, from_logits=self.from_logits
-        )
-
-    def get_config(self):
-        pos_weight = self.pos_weight
-        return {
-            **super().get_config(),
-            "pos_weight": list(pos_weight) if isinstance(pos_weight, tuple) else pos_weight,
-            "from_logits": self.from_logits,
-        }
+        super().__init__(reduction, name, dtype, pos_weight=pos_weight, from_logits=from_logits)
 
 
 def _check_class_weights(class_weights, loss_name):
@@ -284,7 +221,7 @@ def _check_class_weights(class_weights, loss_name):
             raise ValueError(f"{loss_name}: expected `class_weights` to be non-empty. "
                              "Received: class_weights={}")
         return dict(sorted(pairs))
-    weights = _utils.as_vector_or_scalar(class_weights, "class_weights", loss_name)
+    weights = _checks.vector_or_scalar(class_weights, "class_weights", loss_name)
     if not isinstance(weights, tuple):
         raise ValueError(
             f"{loss_name}: expected `class_weights` to be a sequence with one weight per class "
@@ -293,7 +230,15 @@ def _check_class_weights(class_weights, loss_name):
     return weights
 
 
-def class_weight_vector(class_weights, y_pred, loss_name):
+def _check_class_weighted_args(owner, *, class_weights, sparse, from_logits):
+    return {
+        "class_weights": _check_class_weights(class_weights, owner),
+        "sparse": _checks.flag(sparse, "sparse", owner),
+        "from_logits": _checks.flag(from_logits, "from_logits", owner),
+    }
+
+
+def _class_weight_vector(class_weights, y_pred, loss_name):
     """The per-class weights as a float32 tensor with one entry per class of `y_pred`; classes
     missing from a dict weigh 1.0."""
     num_classes = y_pred.shape[-1]
@@ -346,14 +291,17 @@ def class_weighted_crossentropy(
     [0.6931, 2.0794]
     """
     loss_name = "class_weighted_crossentropy"
-    class_weights = _check_class_weights(class_weights, loss_name)
-    target, log_p = targets_and_log_probs(y_true, y_pred, sparse, from_logits, loss_name)
-    weights = class_weight_vector(class_weights, log_p, loss_name)
+    args = _check_class_weighted_args(loss_name, class_weights=class_weights, sparse=sparse,
+                                      from_logits=from_logits)
+    target, log_p = _utils.targets_and_log_probs(
+        y_true, y_pred, args["sparse"], args["from_logits"], loss_name
+    )
+    weights = _class_weight_vector(args["class_weights"], log_p, loss_name)
     return -ops.sum(weights * target * log_p, axis=-1)
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
-class ClassWeightedCrossentropy(LossArithmetic, keras.losses.Loss):
+class ClassWeightedCrossentropy(LossFunctionWrapper):
     """Cross-entropy with a weight per class, for sparse or one-hot targets.
 
     See `kx.losses.class_weighted_crossentropy` for the formula.
@@ -374,28 +322,12 @@ class ClassWeightedCrossentropy(LossArithmetic, keras.losses.Loss):
     1.3863
     """
 
+    fn = staticmethod(class_weighted_crossentropy)
+    check_args = staticmethod(_check_class_weighted_args)
+
     def __init__(
         self, class_weights, sparse=True, from_logits=False, reduction="sum_over_batch_size",
         name="class_weighted_crossentropy", dtype=None,
     ):
-        super().__init__(name=name, reduction=reduction, dtype=dtype)
-        self.class_weights = _check_class_weights(class_weights, type(self).__name__)
-        self.sparse = bool(sparse)
-        self.from_logits = bool(from_logits)
-
-    def call(self, y_true, y_pred):
-        return class_weighted_crossentropy(
-            y_true, y_pred, class_weights=self.class_weights, sparse=self.sparse,
-            from_logits=self.from_logits,
-        )
-
-    def get_config(self):
-        cw = self.class_weights
-        return {
-            **super().get_config(),
-            # JSON turns int keys into strings; __init__ turns them back.
-            "class_weights": {str(k): v for k, v in cw.items()} if isinstance(cw, dict)
-            else list(cw),
-            "sparse": self.sparse,
-            "from_logits": self.from_logits,
-        }
+        super().__init__(reduction, name, dtype, class_weights=class_weights, sparse=sparse,
+                         from_logits=from_logits)

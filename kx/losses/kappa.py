@@ -1,12 +1,10 @@
 """Weighted kappa loss for ordinal classification (de la Torre et al., 2018)."""
 
-import numbers
-
 import keras
 from keras import ops
 
-from kx.losses import _utils
-from kx.losses.combined import LossArithmetic
+from kx.losses import _checks, _utils
+from kx.losses._base import BatchStatisticWrapper
 
 __all__ = ["WeightedKappaLoss", "weighted_kappa_loss"]
 
@@ -14,25 +12,14 @@ _PACKAGE = "kx"
 _WEIGHTAGES = ("linear", "quadratic")
 
 
-def _check_args(num_classes, weightage, epsilon, loss_name):
-    if not isinstance(num_classes, numbers.Integral) or isinstance(num_classes, bool) or (
-        num_classes < 2
-    ):
-        raise ValueError(
-            f"{loss_name}: expected `num_classes` to be an integer >= 2. Received: "
-            f"num_classes={num_classes!r}"
-        )
-    if weightage not in _WEIGHTAGES:
-        raise ValueError(
-            f"{loss_name}: expected `weightage` to be one of {list(_WEIGHTAGES)}. Received: "
-            f"weightage={weightage!r}"
-        )
-    if not isinstance(epsilon, numbers.Real) or isinstance(epsilon, bool) or not epsilon > 0:
-        raise ValueError(
-            f"{loss_name}: expected `epsilon` to be a positive number. Received: "
-            f"epsilon={epsilon!r}"
-        )
-    return int(num_classes), weightage, float(epsilon)
+def _check_args(owner, *, num_classes, weightage, sparse, from_logits, epsilon):
+    return {
+        "num_classes": _checks.integer(num_classes, "num_classes", owner, low=2),
+        "weightage": _checks.choice(weightage, "weightage", owner, _WEIGHTAGES),
+        "sparse": _checks.flag(sparse, "sparse", owner),
+        "from_logits": _checks.flag(from_logits, "from_logits", owner),
+        "epsilon": _checks.number(epsilon, "epsilon", owner, low=0.0, low_open=True),
+    }
 
 
 def weighted_kappa_loss(
@@ -51,9 +38,9 @@ def weighted_kappa_loss(
     With one-hot predictions `1 - exp(loss)` is scikit-learn's `cohen_kappa_score(...,
     weights=weightage, sample_weight=...)` (up to `epsilon`). Kappa is a batch statistic, so
     the value is a scalar: sample weights weigh the samples inside the statistic (as in
-    scikit-learn) and the class's `reduction` leaves a scalar unchanged. Batches should hold a
-    few samples of several classes: a batch of one class has `sum(W * E) = 0` and loss
-    `log(epsilon)`.
+    scikit-learn). Batches should hold a few samples of several classes: a batch of one class
+    has `sum(W * E) = 0` and loss `log(epsilon)`. A label outside `[0, num_classes)` is a
+    `ValueError` (NaN inside a compiled step), not a sample silently left out.
 
     Args:
         y_true: integer labels in `[0, num_classes)` (`sparse=True`) or one-hot targets.
@@ -77,18 +64,22 @@ def weighted_kappa_loss(
     -13.82
     """
     loss_name = "weighted_kappa_loss"
-    num_classes, weightage, epsilon = _check_args(num_classes, weightage, epsilon, loss_name)
+    args = _check_args(loss_name, num_classes=num_classes, weightage=weightage, sparse=sparse,
+                       from_logits=from_logits, epsilon=epsilon)
+    num_classes, weightage, epsilon = args["num_classes"], args["weightage"], args["epsilon"]
     y_true, y_pred = _utils.prepare(y_true, y_pred)
     if len(y_pred.shape) != 2 or y_pred.shape[-1] not in (None, num_classes):
         raise ValueError(
             f"{loss_name}: expected `y_pred` of shape (batch, num_classes={num_classes}). "
             f"Received: y_pred.shape={tuple(y_pred.shape)}."
         )
-    if sparse:
-        target = _utils.one_hot(_utils.check_sparse_shape(y_true, y_pred, loss_name), num_classes)
+    if args["sparse"]:
+        labels = _utils.check_sparse_shape(y_true, y_pred, loss_name)
+        target = _utils.label_targets(labels, num_classes, loss_name)
     else:
         target, y_pred = _utils.check_same_shape(y_true, y_pred, loss_name)
-    if from_logits:
+        target = _utils.check_unit_interval(target, loss_name, "y_true")
+    if args["from_logits"]:
         probs = ops.softmax(y_pred, axis=-1)
     else:
         probs = _utils.check_probabilities(y_pred, loss_name)
@@ -115,13 +106,16 @@ def weighted_kappa_loss(
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
-class WeightedKappaLoss(LossArithmetic, keras.losses.Loss):
+class WeightedKappaLoss(BatchStatisticWrapper):
     """Weighted kappa loss for ordinal classification: `log(1 - kappa)` of the soft confusion
     matrix (de la Torre et al., 2018; the formulation of TensorFlow Addons).
 
     See `kx.losses.weighted_kappa_loss`. A batch statistic: `__call__` passes the sample weights
-    into the statistic and returns a scalar, so `reduction` has no effect (kept for the Keras
-    interface). Inside a `CombinedLoss` the component's value is broadcast over the batch.
+    into the statistic and returns a scalar. Under `tf.distribute` (e.g. `MirroredStrategy`)
+    each replica computes kappa on its part of the global batch, and the loss is the mean of
+    the replicas' values (scaled like every Keras loss, so not their sum); under JAX's
+    `keras.distribution.DataParallel` it is computed on the global batch. Inside a
+    `CombinedLoss` the component's value is broadcast over the batch.
 
     Args:
         num_classes: number of ordered classes, >= 2.
@@ -129,8 +123,9 @@ class WeightedKappaLoss(LossArithmetic, keras.losses.Loss):
         sparse: whether `y_true` holds integer labels. Defaults to `True`.
         from_logits: whether `y_pred` holds logits. Defaults to `False`.
         epsilon: added inside the log. Defaults to `1e-6`.
-        reduction: accepted for the Keras interface; a scalar is returned whatever it is.
-            Defaults to `"sum_over_batch_size"`.
+        reduction: `None` returns the statistic as it is; any other value (default
+            `"sum_over_batch_size"`) returns it as the batch's loss, scaled for distribution
+            like every Keras loss.
         name: Defaults to `"weighted_kappa_loss"`.
         dtype: as for `keras.losses.Loss`. Defaults to `None`.
 
@@ -142,38 +137,12 @@ class WeightedKappaLoss(LossArithmetic, keras.losses.Loss):
     -1.665
     """
 
+    fn = staticmethod(weighted_kappa_loss)
+    check_args = staticmethod(_check_args)
+
     def __init__(
         self, num_classes, weightage="quadratic", sparse=True, from_logits=False,
         epsilon=1e-6, reduction="sum_over_batch_size", name="weighted_kappa_loss", dtype=None,
     ):
-        super().__init__(name=name, reduction=reduction, dtype=dtype)
-        self.num_classes, self.weightage, self.epsilon = _check_args(
-            num_classes, weightage, epsilon, type(self).__name__
-        )
-        self.sparse = bool(sparse)
-        self.from_logits = bool(from_logits)
-
-    def __call__(self, y_true, y_pred, sample_weight=None):
-        # Kappa is not a mean of per-sample terms: the weights enter the statistic, and the
-        # value is already the batch's loss (Keras' reduction would leave a scalar unchanged).
-        return self._kappa(y_true, y_pred, sample_weight)
-
-    def call(self, y_true, y_pred):
-        return self._kappa(y_true, y_pred, None)
-
-    def _kappa(self, y_true, y_pred, sample_weight):
-        return weighted_kappa_loss(
-            y_true, y_pred, num_classes=self.num_classes, weightage=self.weightage,
-            sparse=self.sparse, from_logits=self.from_logits, epsilon=self.epsilon,
-            sample_weight=sample_weight,
-        )
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "num_classes": self.num_classes,
-            "weightage": self.weightage,
-            "sparse": self.sparse,
-            "from_logits": self.from_logits,
-            "epsilon": self.epsilon,
-        }
+        super().__init__(reduction, name, dtype, num_classes=num_classes, weightage=weightage,
+                         sparse=sparse, from_logits=from_logits, epsilon=epsilon)

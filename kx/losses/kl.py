@@ -4,7 +4,7 @@ import keras
 from keras import ops
 
 from kx.losses import _utils
-from kx.losses.combined import LossArithmetic
+from kx.losses._base import LossFunctionWrapper
 
 __all__ = [
     "GaussianKLDivergence",
@@ -87,7 +87,7 @@ def gaussian_kl_divergence(y_true, y_pred):
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
-class GaussianKLDivergence(LossArithmetic, keras.losses.Loss):
+class GaussianKLDivergence(LossFunctionWrapper):
     """The VAE KL term on a stacked `[mean, log_var]` output; the target is ignored.
 
     See `kx.losses.gaussian_kl_divergence` for the layout and
@@ -109,9 +109,9 @@ class GaussianKLDivergence(LossArithmetic, keras.losses.Loss):
     0.2872
     """
 
+    fn = staticmethod(gaussian_kl_divergence)
+    check_args = staticmethod(lambda owner: {})
+
     def __init__(self, reduction="sum_over_batch_size", name="gaussian_kl_divergence",
                  dtype=None):
-        super().__init__(name=name, reduction=reduction, dtype=dtype)
-
-    def call(self, y_true, y_pred):
-        return gaussian_kl_divergence(y_true, y_pred)
+        super().__init__(reduction, name, dtype)

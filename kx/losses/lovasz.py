@@ -17,19 +17,28 @@ import math
 import keras
 from keras import ops
 
-from kx.losses._utils import check_same_shape, prepare
-from kx.losses.combined import LossArithmetic
-from kx.losses.overlap import (
-    _check_flag,
-    _check_ignore_class,
-    _spread_over_batch,
-    _targets_and_probabilities,
-)
+from kx.losses import _checks, _utils
+from kx.losses._base import LossFunctionWrapper
 
 __all__ = ["LovaszHinge", "LovaszSoftmax", "lovasz_hinge", "lovasz_softmax"]
 
 _PACKAGE = "kx"
 _CLASSES = ("present", "all")
+
+
+def _check_hinge_args(owner, *, per_image, ignore_class):
+    return {
+        "per_image": _checks.flag(per_image, "per_image", owner),
+        "ignore_class": _checks.ignore_class(ignore_class, owner),
+    }
+
+
+def _check_softmax_args(owner, *, per_image, from_logits, ignore_class, classes):
+    return {
+        **_check_hinge_args(owner, per_image=per_image, ignore_class=ignore_class),
+        "from_logits": _checks.flag(from_logits, "from_logits", owner),
+        "classes": _checks.choice(classes, "classes", owner, _CLASSES),
+    }
 
 
 def _lovasz_grad(gt_sorted):
@@ -78,7 +87,8 @@ def lovasz_hinge(y_true, y_pred, *, per_image=True, ignore_class=None):
 
     Args:
         y_true: binary targets (0/1, or `ignore_class`), of the shape of `y_pred` (a trailing
-            axis of size 1 on either side is allowed).
+            axis of size 1 on either side is allowed). A value outside [0, 1] (a 0/255 mask)
+            is a `ValueError`, or NaN inside a compiled step.
         y_pred: logits (real-valued scores, no sigmoid), `(batch, *spatial)` or
             `(batch, *spatial, 1)`.
         per_image: one Lovasz loss per image (`True`, default), or one for the batch with the
@@ -97,10 +107,12 @@ def lovasz_hinge(y_true, y_pred, *, per_image=True, ignore_class=None):
     >>> round(float(kx.losses.lovasz_hinge(mask, logits)[0]), 4)
     1.25
     """
-    per_image = _check_flag(per_image, "per_image", "lovasz_hinge")
-    ignore_class = _check_ignore_class(ignore_class, "lovasz_hinge")
-    y_true, y_pred = prepare(y_true, y_pred)
-    y_true, y_pred = check_same_shape(y_true, y_pred, "lovasz_hinge")
+    args = _check_hinge_args("lovasz_hinge", per_image=per_image, ignore_class=ignore_class)
+    per_image, ignore_class = args["per_image"], args["ignore_class"]
+    y_true, y_pred = _utils.prepare(y_true, y_pred)
+    y_true, y_pred = _utils.check_same_shape(y_true, y_pred, "lovasz_hinge")
+    ignored = None if ignore_class is None else ops.equal(y_true, ignore_class)
+    y_true = _utils.check_unit_interval(y_true, "lovasz_hinge", "y_true", skip=ignored)
     logits, labels = _flat(y_pred, per_image), _flat(y_true, per_image)
     errors = 1.0 - logits * (2.0 * labels - 1.0)
     if ignore_class is not None:
@@ -110,7 +122,7 @@ def lovasz_hinge(y_true, y_pred, *, per_image=True, ignore_class=None):
         errors = ops.where(valid, errors, -1.0)
         labels = ops.where(valid, labels, 0.0)
     value = _lovasz_extension(errors, labels, hinge=True)
-    return value if per_image else _spread_over_batch(value[0], y_pred)
+    return value if per_image else _utils.spread_over_batch(value[0], y_pred)
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -151,11 +163,11 @@ def lovasz_softmax(
     >>> round(float(kx.losses.lovasz_softmax(labels, probs)[0]), 4)
     0.3
     """
-    per_image, from_logits, ignore_class, classes = _check_softmax_args(
-        per_image, from_logits, ignore_class, classes, "lovasz_softmax"
-    )
-    target, probs, valid = _targets_and_probabilities(
-        y_true, y_pred, from_logits, ignore_class, "lovasz_softmax"
+    args = _check_softmax_args("lovasz_softmax", per_image=per_image, from_logits=from_logits,
+                               ignore_class=ignore_class, classes=classes)
+    per_image, classes = args["per_image"], args["classes"]
+    target, probs, _ = _utils.segmentation_targets(
+        y_true, y_pred, args["from_logits"], args["ignore_class"], "lovasz_softmax"
     )
     if probs.shape[-1] == 1:
         raise ValueError(
@@ -174,25 +186,11 @@ def lovasz_softmax(
         present = ops.cast(ops.greater(ops.sum(target, axis=-1), 0.0), "float32")
         count = ops.sum(present, axis=-1)
         value = ops.sum(per_class * present, axis=-1) / ops.maximum(count, 1.0)
-    return value if per_image else _spread_over_batch(value[0], probs)
-
-
-def _check_softmax_args(per_image, from_logits, ignore_class, classes, loss_name):
-    if classes not in _CLASSES:
-        raise ValueError(
-            f"{loss_name}: expected `classes` to be one of {list(_CLASSES)}. "
-            f"Received: classes={classes!r}"
-        )
-    return (
-        _check_flag(per_image, "per_image", loss_name),
-        _check_flag(from_logits, "from_logits", loss_name),
-        _check_ignore_class(ignore_class, loss_name),
-        classes,
-    )
+    return value if per_image else _utils.spread_over_batch(value[0], probs)
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
-class LovaszHinge(LossArithmetic, keras.losses.Loss):
+class LovaszHinge(LossFunctionWrapper):
     """Lovasz hinge loss for binary segmentation, on logits; see `kx.losses.lovasz_hinge`.
 
     Args:
@@ -212,6 +210,9 @@ class LovaszHinge(LossArithmetic, keras.losses.Loss):
     1.25
     """
 
+    fn = staticmethod(lovasz_hinge)
+    check_args = staticmethod(_check_hinge_args)
+
     def __init__(
         self,
         per_image=True,
@@ -220,25 +221,11 @@ class LovaszHinge(LossArithmetic, keras.losses.Loss):
         name="lovasz_hinge",
         dtype=None,
     ):
-        super().__init__(name=name, reduction=reduction, dtype=dtype)
-        self.per_image = _check_flag(per_image, "per_image", "LovaszHinge")
-        self.ignore_class = _check_ignore_class(ignore_class, "LovaszHinge")
-
-    def call(self, y_true, y_pred):
-        return lovasz_hinge(
-            y_true, y_pred, per_image=self.per_image, ignore_class=self.ignore_class
-        )
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "per_image": self.per_image,
-            "ignore_class": self.ignore_class,
-        }
+        super().__init__(reduction, name, dtype, per_image=per_image, ignore_class=ignore_class)
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
-class LovaszSoftmax(LossArithmetic, keras.losses.Loss):
+class LovaszSoftmax(LossFunctionWrapper):
     """Lovasz-softmax loss for multi-class segmentation; see `kx.losses.lovasz_softmax`.
 
     Args:
@@ -260,6 +247,9 @@ class LovaszSoftmax(LossArithmetic, keras.losses.Loss):
     0.3
     """
 
+    fn = staticmethod(lovasz_softmax)
+    check_args = staticmethod(_check_softmax_args)
+
     def __init__(
         self,
         per_image=True,
@@ -270,26 +260,5 @@ class LovaszSoftmax(LossArithmetic, keras.losses.Loss):
         name="lovasz_softmax",
         dtype=None,
     ):
-        super().__init__(name=name, reduction=reduction, dtype=dtype)
-        self.per_image, self.from_logits, self.ignore_class, self.classes = _check_softmax_args(
-            per_image, from_logits, ignore_class, classes, "LovaszSoftmax"
-        )
-
-    def call(self, y_true, y_pred):
-        return lovasz_softmax(
-            y_true,
-            y_pred,
-            per_image=self.per_image,
-            from_logits=self.from_logits,
-            ignore_class=self.ignore_class,
-            classes=self.classes,
-        )
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "per_image": self.per_image,
-            "from_logits": self.from_logits,
-            "ignore_class": self.ignore_class,
-            "classes": self.classes,
-        }
+        super().__init__(reduction, name, dtype, per_image=per_image, from_logits=from_logits,
+                         ignore_class=ignore_class, classes=classes)

@@ -8,6 +8,10 @@ classes on the last axis) and targets given either
   single channel (a binary mask model) the labels are 0/1; or
 - dense: one-hot (or soft) targets of the shape of the predictions.
 
+Labels are checked: a sparse label at or above the number of channels (or other than 0/1 for a
+single channel), or a dense target outside [0, 1] (a 0/255 mask), is a `ValueError`, or NaN
+inside a compiled step, unless it is `ignore_class`.
+
 Overlaps are computed per class and averaged over the classes, either per image (the default: one
 value per sample, weighted like any Keras loss) or over the whole batch (`per_image=False`: the
 batch value, returned once per sample so that the default `"sum_over_batch_size"` reduction gives
@@ -24,14 +28,9 @@ import math
 import keras
 from keras import ops
 
-from kx.losses._utils import (
-    check_probabilities,
-    check_same_shape,
-    check_sparse_shape,
-    one_hot,
-    prepare,
-)
-from kx.losses.combined import LossArithmetic
+from kx.losses import _checks
+from kx.losses._base import LossFunctionWrapper
+from kx.losses._utils import segmentation_targets, spread_over_batch
 
 __all__ = [
     "FocalTversky",
@@ -50,114 +49,17 @@ _PACKAGE = "kx"
 _SMOOTH = 1e-5
 
 
-# ---------------------------------------------------------------------------------------------
-# Argument checks (run in the functions and in the classes' __init__, so both fail the same way)
-
-
-def _check_number(value, arg, loss_name, positive=False):
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        try:
-            value = float(value)  # NumPy scalars
-        except (TypeError, ValueError):
-            raise TypeError(
-                f"{loss_name}: expected `{arg}` to be a number. Received: {arg}={value!r}"
-            ) from None
-    value = float(value)
-    if not math.isfinite(value) or value < 0 or (positive and value == 0):
-        kind = "positive" if positive else "non-negative"
-        raise ValueError(
-            f"{loss_name}: expected `{arg}` to be a {kind} finite number. Received: {arg}={value!r}"
-        )
-    return value
-
-
-def _check_flag(value, arg, loss_name):
-    if not isinstance(value, bool):
-        raise TypeError(
-            f"{loss_name}: expected `{arg}` to be True or False. Received: {arg}={value!r}"
-        )
-    return value
-
-
-def _check_ignore_class(value, loss_name):
-    if value is None:
-        return None
-    try:
-        integral = not isinstance(value, bool) and float(value).is_integer()
-    except (TypeError, ValueError):
-        integral = False
-    if not integral:
-        raise TypeError(
-            f"{loss_name}: expected `ignore_class` to be None or an integer label. "
-            f"Received: ignore_class={value!r}"
-        )
-    return int(value)
-
-
-def _check_common(smooth, per_image, from_logits, ignore_class, loss_name):
-    return (
-        _check_number(smooth, "smooth", loss_name),
-        _check_flag(per_image, "per_image", loss_name),
-        _check_flag(from_logits, "from_logits", loss_name),
-        _check_ignore_class(ignore_class, loss_name),
-    )
+def _check_args(owner, *, smooth, per_image, from_logits, ignore_class):
+    return {
+        "smooth": _checks.non_negative(smooth, "smooth", owner),
+        "per_image": _checks.flag(per_image, "per_image", owner),
+        "from_logits": _checks.flag(from_logits, "from_logits", owner),
+        "ignore_class": _checks.ignore_class(ignore_class, owner),
+    }
 
 
 # ---------------------------------------------------------------------------------------------
-# Shared tensor preparation (also used by kx/losses/lovasz.py)
-
-
-def _targets_and_probabilities(y_true, y_pred, from_logits, ignore_class, loss_name):
-    """Returns `(target, probs, valid)`: float32 targets and probabilities of shape
-    `(batch, *spatial, channels)`, both zero on ignored pixels, and the float32 mask of valid
-    pixels `(batch, *spatial)` (None when nothing is ignored)."""
-    y_true, y_pred = prepare(y_true, y_pred)
-    rank = len(y_pred.shape)
-    if rank < 2:
-        raise ValueError(
-            f"{loss_name}: expected `y_pred` of shape (batch, ..., channels), the classes on the "
-            f"last axis. Received: y_pred.shape={tuple(y_pred.shape)}."
-        )
-    channels = y_pred.shape[-1]
-    true_rank = len(y_true.shape)
-    sparse = true_rank == rank - 1 or (
-        true_rank == rank and y_true.shape[-1] == 1 and channels != 1
-    )
-    valid = None
-    if sparse:
-        labels = check_sparse_shape(y_true, y_pred, loss_name)
-        if channels == 1:
-            target = ops.expand_dims(ops.cast(ops.equal(labels, 1), "float32"), -1)
-        else:
-            target = one_hot(labels, channels)
-        if ignore_class is not None:
-            valid = ops.cast(ops.not_equal(labels, ignore_class), "float32")
-    else:
-        y_true, y_pred = check_same_shape(y_true, y_pred, loss_name)
-        target = y_true
-        if ignore_class is not None:
-            if channels != 1:
-                raise ValueError(
-                    f"{loss_name}: `ignore_class` needs sparse integer labels of shape "
-                    f"y_pred.shape[:-1] (or a single-channel mask); one-hot targets cannot mark "
-                    f"ignored pixels. Received: y_true.shape={tuple(y_true.shape)}, "
-                    f"y_pred.shape={tuple(y_pred.shape)}, ignore_class={ignore_class}."
-                )
-            valid = ops.cast(ops.not_equal(y_true[..., 0], ignore_class), "float32")
-    if from_logits:
-        probs = ops.sigmoid(y_pred) if channels == 1 else ops.softmax(y_pred, axis=-1)
-    else:
-        probs = check_probabilities(y_pred, loss_name)
-    if valid is not None:
-        probs = probs * ops.expand_dims(valid, -1)
-        target = target * ops.expand_dims(valid, -1)
-    return target, probs, valid
-
-
-def _spread_over_batch(value, like):
-    """The batch value `value` (a scalar) once per sample of `like`, shape `(batch,)`."""
-    first = like[(slice(None),) + (0,) * (len(like.shape) - 1)]
-    return ops.zeros_like(first) + value
+# Shared tensor math
 
 
 def _class_sums(target, probs, per_image):
@@ -171,22 +73,33 @@ def _class_sums(target, probs, per_image):
 
 
 def _ratio(numerator, denominator, smooth):
-    # The epsilon only matters for smooth = 0 and an empty class (as in keras.losses.dice).
-    return (numerator + smooth) / ops.maximum(denominator + smooth, keras.config.epsilon())
+    if smooth == 0:
+        # An empty class (0 / 0) scores 0, as in keras.losses.dice.
+        return numerator / ops.maximum(denominator, keras.config.epsilon())
+    # smooth > 0: (0 + smooth) / (0 + smooth) = 1 for a class absent from both, however small
+    # smooth is (a clamp at epsilon would give smooth / epsilon). The denominator is >= 0 in
+    # exact arithmetic; the maximum keeps float rounding from making it negative.
+    return (numerator + smooth) / (ops.maximum(denominator, 0.0) + smooth)
 
 
 def _finish(per_class_loss, probs, per_image):
     """Mean over classes, then one value per sample."""
     value = ops.mean(per_class_loss, axis=-1)
-    return value if per_image else _spread_over_batch(value, probs)
+    return value if per_image else spread_over_batch(value, probs)
 
 
-def _dice_scores(y_true, y_pred, smooth, per_image, from_logits, ignore_class, loss_name):
-    target, probs, _ = _targets_and_probabilities(
-        y_true, y_pred, from_logits, ignore_class, loss_name
+def _overlap_sums(y_true, y_pred, args, loss_name):
+    """`(sum(t * p), sum(t), sum(p), probs)` per class, from the checked arguments."""
+    target, probs, _ = segmentation_targets(
+        y_true, y_pred, args["from_logits"], args["ignore_class"], loss_name
     )
-    tp, st, sp = _class_sums(target, probs, per_image)
-    return _ratio(2.0 * tp, st + sp, smooth), probs
+    tp, st, sp = _class_sums(target, probs, args["per_image"])
+    return tp, st, sp, probs
+
+
+def _dice_scores(y_true, y_pred, args, loss_name):
+    tp, st, sp, probs = _overlap_sums(y_true, y_pred, args, loss_name)
+    return _ratio(2.0 * tp, st + sp, args["smooth"]), probs
 
 
 # ---------------------------------------------------------------------------------------------
@@ -233,26 +146,22 @@ def jaccard(
     >>> float(kx.losses.jaccard(labels, probs[..., ::-1])[0])   # classes swapped
     1.0
     """
-    smooth, per_image, from_logits, ignore_class = _check_common(
-        smooth, per_image, from_logits, ignore_class, "jaccard"
-    )
-    target, probs, _ = _targets_and_probabilities(
-        y_true, y_pred, from_logits, ignore_class, "jaccard"
-    )
-    tp, st, sp = _class_sums(target, probs, per_image)
-    return _finish(1.0 - _ratio(tp, st + sp - tp, smooth), probs, per_image)
+    args = _check_args("jaccard", smooth=smooth, per_image=per_image, from_logits=from_logits,
+                       ignore_class=ignore_class)
+    tp, st, sp, probs = _overlap_sums(y_true, y_pred, args, "jaccard")
+    return _finish(1.0 - _ratio(tp, st + sp - tp, args["smooth"]), probs, args["per_image"])
 
 
-def _check_tversky(alpha, beta, gamma, loss_name):
-    alpha = _check_number(alpha, "alpha", loss_name)
-    beta = _check_number(beta, "beta", loss_name)
-    gamma = _check_number(gamma, "gamma", loss_name, positive=True)
+def _check_tversky_args(owner, *, alpha, beta, gamma, **common):
+    alpha = _checks.non_negative(alpha, "alpha", owner)
+    beta = _checks.non_negative(beta, "beta", owner)
+    gamma = _checks.number(gamma, "gamma", owner, low=0.0, low_open=True)
     if alpha + beta == 0:
         raise ValueError(
-            f"{loss_name}: expected `alpha + beta > 0` (otherwise the Tversky index is 1 for "
+            f"{owner}: expected `alpha + beta > 0` (otherwise the Tversky index is 1 for "
             f"any prediction). Received: alpha={alpha}, beta={beta}."
         )
-    return alpha, beta, gamma
+    return {"alpha": alpha, "beta": beta, "gamma": gamma, **_check_args(owner, **common)}
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -306,22 +215,19 @@ def focal_tversky(
     >>> round(float(loss[0]), 4)     # the Dice loss: 1 - 2 * 1 / (2 + 1.5)
     0.4286
     """
-    alpha, beta, gamma = _check_tversky(alpha, beta, gamma, "focal_tversky")
-    smooth, per_image, from_logits, ignore_class = _check_common(
-        smooth, per_image, from_logits, ignore_class, "focal_tversky"
-    )
-    target, probs, _ = _targets_and_probabilities(
-        y_true, y_pred, from_logits, ignore_class, "focal_tversky"
-    )
-    tp, st, sp = _class_sums(target, probs, per_image)
-    index = _ratio(tp, tp + alpha * (st - tp) + beta * (sp - tp), smooth)
+    args = _check_tversky_args("focal_tversky", alpha=alpha, beta=beta, gamma=gamma,
+                               smooth=smooth, per_image=per_image, from_logits=from_logits,
+                               ignore_class=ignore_class)
+    alpha, beta, gamma = args["alpha"], args["beta"], args["gamma"]
+    tp, st, sp, probs = _overlap_sums(y_true, y_pred, args, "focal_tversky")
+    index = _ratio(tp, tp + alpha * (st - tp) + beta * (sp - tp), args["smooth"])
     gap = ops.maximum(1.0 - index, 0.0)
     if gamma != 1.0:
         # (1 - TI) ** (1 / gamma) has an infinite slope at 0 when gamma > 1; the double `where`
         # keeps its value 0 and its gradient finite for a perfect prediction.
         positive = ops.greater(gap, 0.0)
         gap = ops.where(positive, ops.power(ops.where(positive, gap, 1.0), 1.0 / gamma), 0.0)
-    return _finish(gap, probs, per_image)
+    return _finish(gap, probs, args["per_image"])
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -355,16 +261,13 @@ def log_cosh_dice(
     >>> round(float(kx.losses.log_cosh_dice(mask, probs, smooth=0.0)[0]), 4)  # log(cosh(3/7))
     0.0892
     """
-    smooth, per_image, from_logits, ignore_class = _check_common(
-        smooth, per_image, from_logits, ignore_class, "log_cosh_dice"
-    )
-    dice, probs = _dice_scores(
-        y_true, y_pred, smooth, per_image, from_logits, ignore_class, "log_cosh_dice"
-    )
+    args = _check_args("log_cosh_dice", smooth=smooth, per_image=per_image,
+                       from_logits=from_logits, ignore_class=ignore_class)
+    dice, probs = _dice_scores(y_true, y_pred, args, "log_cosh_dice")
     x = 1.0 - ops.mean(dice, axis=-1)
     # log(cosh(x)) written without overflow: |x| + log1p(exp(-2|x|)) - log(2).
     value = ops.abs(x) + ops.log1p(ops.exp(-2.0 * ops.abs(x))) - math.log(2.0)
-    return value if per_image else _spread_over_batch(value, probs)
+    return value if args["per_image"] else spread_over_batch(value, probs)
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -401,13 +304,10 @@ def log_dice(
     >>> round(float(kx.losses.log_dice(mask, probs, smooth=0.0)[0]), 4)  # -log(4/7)
     0.5596
     """
-    smooth, per_image, from_logits, ignore_class = _check_common(
-        smooth, per_image, from_logits, ignore_class, "log_dice"
-    )
-    dice, probs = _dice_scores(
-        y_true, y_pred, smooth, per_image, from_logits, ignore_class, "log_dice"
-    )
-    return _finish(-ops.log(ops.maximum(dice, keras.config.epsilon())), probs, per_image)
+    args = _check_args("log_dice", smooth=smooth, per_image=per_image, from_logits=from_logits,
+                       ignore_class=ignore_class)
+    dice, probs = _dice_scores(y_true, y_pred, args, "log_dice")
+    return _finish(-ops.log(ops.maximum(dice, keras.config.epsilon())), probs, args["per_image"])
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -447,13 +347,9 @@ def generalized_dice(
     >>> round(float(kx.losses.generalized_dice(labels, probs, smooth=0.0)[0]), 4)
     0.625
     """
-    smooth, per_image, from_logits, ignore_class = _check_common(
-        smooth, per_image, from_logits, ignore_class, "generalized_dice"
-    )
-    target, probs, _ = _targets_and_probabilities(
-        y_true, y_pred, from_logits, ignore_class, "generalized_dice"
-    )
-    tp, st, sp = _class_sums(target, probs, per_image)
+    args = _check_args("generalized_dice", smooth=smooth, per_image=per_image,
+                       from_logits=from_logits, ignore_class=ignore_class)
+    tp, st, sp, probs = _overlap_sums(y_true, y_pred, args, "generalized_dice")
     present = ops.greater(st, 0.0)
     weights = ops.where(present, 1.0 / ops.square(ops.where(present, st, 1.0)), 0.0)
     weights = ops.where(present, weights, ops.max(weights, axis=-1, keepdims=True))
@@ -461,69 +357,22 @@ def generalized_dice(
     weights = ops.where(total > 0, weights / ops.where(total > 0, total, 1.0), 0.0)
     weights = ops.stop_gradient(weights)
     score = _ratio(
-        2.0 * ops.sum(weights * tp, axis=-1), ops.sum(weights * (st + sp), axis=-1), smooth
+        2.0 * ops.sum(weights * tp, axis=-1), ops.sum(weights * (st + sp), axis=-1),
+        args["smooth"],
     )
     value = 1.0 - score
-    return value if per_image else _spread_over_batch(value, probs)
+    return value if args["per_image"] else spread_over_batch(value, probs)
 
 
 # ---------------------------------------------------------------------------------------------
 # Classes
 
 
-class _OverlapLoss(LossArithmetic, keras.losses.Loss):
-    """Shared plumbing: `call` forwards the stored arguments to the function."""
+class _OverlapLoss(LossFunctionWrapper):
+    """The constructor the overlap losses share; a subclass sets `fn` and `_default_name`."""
 
-    _fn = None
+    check_args = staticmethod(_check_args)
     _default_name = None
-
-    def __init__(self, smooth, per_image, from_logits, ignore_class, reduction, name, dtype):
-        super().__init__(name=name or self._default_name, reduction=reduction, dtype=dtype)
-        owner = type(self).__name__
-        self.smooth, self.per_image, self.from_logits, self.ignore_class = _check_common(
-            smooth, per_image, from_logits, ignore_class, owner
-        )
-
-    def _kwargs(self):
-        return {
-            "smooth": self.smooth,
-            "per_image": self.per_image,
-            "from_logits": self.from_logits,
-            "ignore_class": self.ignore_class,
-        }
-
-    def call(self, y_true, y_pred):
-        return type(self)._fn(y_true, y_pred, **self._kwargs())
-
-    def get_config(self):
-        return {**super().get_config(), **self._kwargs()}
-
-
-@keras.saving.register_keras_serializable(package=_PACKAGE)
-class Jaccard(_OverlapLoss):
-    """Soft Jaccard (IoU) loss, `1 - mean_c IoU_c`; see `kx.losses.jaccard`.
-
-    Args:
-        smooth: added to numerator and denominator. Defaults to `1e-5`.
-        per_image: overlaps per image (default) or over the batch (the batch value is returned
-            for every sample).
-        from_logits: softmax (or sigmoid for one channel) of `y_pred` first. Defaults to `False`.
-        ignore_class: a label whose pixels count for nothing. Defaults to `None`.
-        reduction: as `keras.losses.Loss`. Defaults to `"sum_over_batch_size"`.
-        name: defaults to `"jaccard"`.
-        dtype: as `keras.losses.Loss`; the math runs in float32 regardless.
-
-    Example:
-
-    >>> import numpy as np, kx
-    >>> labels = np.array([[[0, 1], [1, 1]]])
-    >>> probs = np.eye(2, dtype="float32")[labels]
-    >>> float(kx.losses.Jaccard()(labels, probs))
-    0.0
-    """
-
-    _fn = staticmethod(jaccard)
-    _default_name = "jaccard"
 
     def __init__(
         self,
@@ -535,7 +384,29 @@ class Jaccard(_OverlapLoss):
         name=None,
         dtype=None,
     ):
-        super().__init__(smooth, per_image, from_logits, ignore_class, reduction, name, dtype)
+        super().__init__(reduction, name or self._default_name, dtype, smooth=smooth,
+                         per_image=per_image, from_logits=from_logits, ignore_class=ignore_class)
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class Jaccard(_OverlapLoss):
+    """Soft Jaccard (IoU) loss, `1 - mean_c IoU_c`; see `kx.losses.jaccard`.
+
+    Args: `smooth`, `per_image`, `from_logits` and `ignore_class` as the function (same
+    defaults); `reduction` and `dtype` as `keras.losses.Loss` (the math runs in float32
+    regardless); `name` defaults to `"jaccard"`.
+
+    Example:
+
+    >>> import numpy as np, kx
+    >>> labels = np.array([[[0, 1], [1, 1]]])
+    >>> probs = np.eye(2, dtype="float32")[labels]
+    >>> float(kx.losses.Jaccard()(labels, probs))
+    0.0
+    """
+
+    fn = staticmethod(jaccard)
+    _default_name = "jaccard"
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -564,8 +435,10 @@ class FocalTversky(_OverlapLoss):
     0.4286
     """
 
-    _fn = staticmethod(focal_tversky)
+    fn = staticmethod(focal_tversky)
     _default_name = "focal_tversky"
+
+    check_args = staticmethod(_check_tversky_args)
 
     def __init__(
         self,
@@ -580,25 +453,20 @@ class FocalTversky(_OverlapLoss):
         name=None,
         dtype=None,
     ):
-        super().__init__(smooth, per_image, from_logits, ignore_class, reduction, name, dtype)
-        self.alpha, self.beta, self.gamma = _check_tversky(alpha, beta, gamma, "FocalTversky")
-
-    def _kwargs(self):
-        return {"alpha": self.alpha, "beta": self.beta, "gamma": self.gamma, **super()._kwargs()}
+        LossFunctionWrapper.__init__(
+            self, reduction, name or self._default_name, dtype, alpha=alpha, beta=beta,
+            gamma=gamma, smooth=smooth, per_image=per_image, from_logits=from_logits,
+            ignore_class=ignore_class,
+        )
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class LogCoshDice(_OverlapLoss):
     """Log-cosh Dice loss, `log(cosh(1 - mean_c Dice_c))`; see `kx.losses.log_cosh_dice`.
 
-    Args:
-        smooth: added to numerator and denominator. Defaults to `1e-5`.
-        per_image: overlaps per image (default) or over the batch.
-        from_logits: softmax (or sigmoid for one channel) of `y_pred` first. Defaults to `False`.
-        ignore_class: a label whose pixels count for nothing. Defaults to `None`.
-        reduction: as `keras.losses.Loss`. Defaults to `"sum_over_batch_size"`.
-        name: defaults to `"log_cosh_dice"`.
-        dtype: as `keras.losses.Loss`; the math runs in float32 regardless.
+    Args: `smooth`, `per_image`, `from_logits` and `ignore_class` as the function (same
+    defaults); `reduction` and `dtype` as `keras.losses.Loss` (the math runs in float32
+    regardless); `name` defaults to `"log_cosh_dice"`.
 
     Example:
 
@@ -609,34 +477,17 @@ class LogCoshDice(_OverlapLoss):
     0.0892
     """
 
-    _fn = staticmethod(log_cosh_dice)
+    fn = staticmethod(log_cosh_dice)
     _default_name = "log_cosh_dice"
-
-    def __init__(
-        self,
-        smooth=_SMOOTH,
-        per_image=True,
-        from_logits=False,
-        ignore_class=None,
-        reduction="sum_over_batch_size",
-        name=None,
-        dtype=None,
-    ):
-        super().__init__(smooth, per_image, from_logits, ignore_class, reduction, name, dtype)
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class LogDice(_OverlapLoss):
     """Logarithmic Dice loss, `mean_c -log(Dice_c)`; see `kx.losses.log_dice`.
 
-    Args:
-        smooth: added to numerator and denominator. Defaults to `1e-5`.
-        per_image: overlaps per image (default) or over the batch.
-        from_logits: softmax (or sigmoid for one channel) of `y_pred` first. Defaults to `False`.
-        ignore_class: a label whose pixels count for nothing. Defaults to `None`.
-        reduction: as `keras.losses.Loss`. Defaults to `"sum_over_batch_size"`.
-        name: defaults to `"log_dice"`.
-        dtype: as `keras.losses.Loss`; the math runs in float32 regardless.
+    Args: `smooth`, `per_image`, `from_logits` and `ignore_class` as the function (same
+    defaults); `reduction` and `dtype` as `keras.losses.Loss` (the math runs in float32
+    regardless); `name` defaults to `"log_dice"`.
 
     Example:
 
@@ -647,34 +498,17 @@ class LogDice(_OverlapLoss):
     0.5596
     """
 
-    _fn = staticmethod(log_dice)
+    fn = staticmethod(log_dice)
     _default_name = "log_dice"
-
-    def __init__(
-        self,
-        smooth=_SMOOTH,
-        per_image=True,
-        from_logits=False,
-        ignore_class=None,
-        reduction="sum_over_batch_size",
-        name=None,
-        dtype=None,
-    ):
-        super().__init__(smooth, per_image, from_logits, ignore_class, reduction, name, dtype)
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class GeneralizedDice(_OverlapLoss):
     """Generalized Dice loss (Sudre et al., 2017); see `kx.losses.generalized_dice`.
 
-    Args:
-        smooth: added to numerator and denominator. Defaults to `1e-5`.
-        per_image: class volumes and overlaps per image (default) or over the batch.
-        from_logits: softmax (or sigmoid for one channel) of `y_pred` first. Defaults to `False`.
-        ignore_class: a label whose pixels count for nothing. Defaults to `None`.
-        reduction: as `keras.losses.Loss`. Defaults to `"sum_over_batch_size"`.
-        name: defaults to `"generalized_dice"`.
-        dtype: as `keras.losses.Loss`; the math runs in float32 regardless.
+    Args: `smooth`, `per_image`, `from_logits` and `ignore_class` as the function (same
+    defaults); `reduction` and `dtype` as `keras.losses.Loss` (the math runs in float32
+    regardless); `name` defaults to `"generalized_dice"`.
 
     Example:
 
@@ -685,17 +519,5 @@ class GeneralizedDice(_OverlapLoss):
     0.625
     """
 
-    _fn = staticmethod(generalized_dice)
+    fn = staticmethod(generalized_dice)
     _default_name = "generalized_dice"
-
-    def __init__(
-        self,
-        smooth=_SMOOTH,
-        per_image=True,
-        from_logits=False,
-        ignore_class=None,
-        reduction="sum_over_batch_size",
-        name=None,
-        dtype=None,
-    ):
-        super().__init__(smooth, per_image, from_logits, ignore_class, reduction, name, dtype)

@@ -1,14 +1,10 @@
 """Poly-1 loss (Leng et al., ICLR 2022): cross-entropy or focal plus `epsilon * (1 - p_t)`."""
 
-import numbers
-
 import keras
 from keras import ops
 
-from kx.losses import _utils
-from kx.losses.combined import LossArithmetic
-from kx.losses.crossentropy import targets_and_log_probs
-from kx.losses.focal import check_gamma
+from kx.losses import _checks, _utils
+from kx.losses._base import LossFunctionWrapper
 
 __all__ = ["PolyLoss", "poly_loss"]
 
@@ -16,21 +12,15 @@ _PACKAGE = "kx"
 _BASES = ("ce", "focal")
 
 
-def _check_epsilon(epsilon, loss_name):
-    if not isinstance(epsilon, numbers.Real) or isinstance(epsilon, bool):
-        raise TypeError(
-            f"{loss_name}: expected `epsilon` to be a number (may be negative, >= -1 keeps the "
-            f"loss non-negative). Received: epsilon={epsilon!r}"
-        )
-    return float(epsilon)
-
-
-def _check_base(base, loss_name):
-    if base not in _BASES:
-        raise ValueError(
-            f"{loss_name}: expected `base` to be one of {list(_BASES)}. Received: base={base!r}"
-        )
-    return base
+def _check_args(owner, *, epsilon, base, gamma, sparse, from_logits):
+    return {
+        # may be negative; >= -1 keeps the loss non-negative
+        "epsilon": _checks.number(epsilon, "epsilon", owner),
+        "base": _checks.choice(base, "base", owner, _BASES),
+        "gamma": _checks.non_negative(gamma, "gamma", owner),
+        "sparse": _checks.flag(sparse, "sparse", owner),
+        "from_logits": _checks.flag(from_logits, "from_logits", owner),
+    }
 
 
 def poly_loss(
@@ -69,10 +59,12 @@ def poly_loss(
     1.1931
     """
     loss_name = "poly_loss"
-    epsilon = _check_epsilon(epsilon, loss_name)
-    base = _check_base(base, loss_name)
-    gamma = check_gamma(gamma, loss_name)
-    target, log_p = targets_and_log_probs(y_true, y_pred, sparse, from_logits, loss_name)
+    args = _check_args(loss_name, epsilon=epsilon, base=base, gamma=gamma, sparse=sparse,
+                       from_logits=from_logits)
+    epsilon, gamma = args["epsilon"], args["gamma"]
+    target, log_p = _utils.targets_and_log_probs(
+        y_true, y_pred, args["sparse"], args["from_logits"], loss_name
+    )
     p = ops.exp(log_p)
     one_minus_pt = ops.maximum(1.0 - ops.sum(target * p, axis=-1), 0.0)
     if base == "ce":
@@ -82,7 +74,7 @@ def poly_loss(
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
-class PolyLoss(LossArithmetic, keras.losses.Loss):
+class PolyLoss(LossFunctionWrapper):
     """Poly-1 loss (Leng et al., ICLR 2022) over cross-entropy or focal loss.
 
     See `kx.losses.poly_loss` for the formula.
@@ -105,30 +97,12 @@ class PolyLoss(LossArithmetic, keras.losses.Loss):
     0.8466
     """
 
+    fn = staticmethod(poly_loss)
+    check_args = staticmethod(_check_args)
+
     def __init__(
         self, epsilon=1.0, base="ce", gamma=2.0, sparse=True, from_logits=False,
         reduction="sum_over_batch_size", name="poly_loss", dtype=None,
     ):
-        super().__init__(name=name, reduction=reduction, dtype=dtype)
-        owner = type(self).__name__
-        self.epsilon = _check_epsilon(epsilon, owner)
-        self.base = _check_base(base, owner)
-        self.gamma = check_gamma(gamma, owner)
-        self.sparse = bool(sparse)
-        self.from_logits = bool(from_logits)
-
-    def call(self, y_true, y_pred):
-        return poly_loss(
-            y_true, y_pred, epsilon=self.epsilon, base=self.base, gamma=self.gamma,
-            sparse=self.sparse, from_logits=self.from_logits,
-        )
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "epsilon": self.epsilon,
-            "base": self.base,
-            "gamma": self.gamma,
-            "sparse": self.sparse,
-            "from_logits": self.from_logits,
-        }
+        super().__init__(reduction, name, dtype, epsilon=epsilon, base=base, gamma=gamma,
+                         sparse=sparse, from_logits=from_logits)
