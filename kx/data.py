@@ -48,10 +48,22 @@ class DataGenerator(keras.utils.PyDataset):
     after every epoch. Read or set it with the `epoch` attribute (e.g. to resume training).
     Note that `fit(shuffle=True)`, the Keras default, additionally shuffles the *order of the
     batches* with Python's `random`; pass `shuffle=False` to `fit` to train on exactly the
-    generator's order (the generator already shuffles samples). A Keras 3.15 caveat: on JAX and
-    PyTorch with `workers > 1`, `fit` on a model that is not built yet pulls one batch for its
-    symbolic build, and the batches Keras' workers had prefetched are served at the start of the
-    next epoch; build the model first (e.g. one `train_on_batch`) when exact epochs matter.
+    generator's order (the generator already shuffles samples).
+
+    **Workers.** With `workers > 1` or `use_multiprocessing=True`, kx's own pool of threads or
+    (forked, long-lived) processes computes the next batches ahead, keyed by `(epoch, index)`:
+    a batch computed for another epoch is never served, so every epoch is exact with any model
+    and backend (Keras' own workers, which Keras 3.15 lets leak batches from the symbolic build
+    of an unbuilt model into the next epoch on JAX and PyTorch, are not used: Keras sees a
+    single-worker dataset, so `self.workers` reads 1). The pool prefetches in index order, so
+    pass `shuffle=False` to `fit`; out-of-order requests warn once. Set the generator's
+    attributes (other than `epoch`) before its first batch: worker processes keep the state
+    they were forked with.
+
+    **Shards.** With `shard=(index, count)` the generator yields the `index`-th of `count`
+    equal parts of every batch of the epoch (`batch_size` is the global batch), so `count`
+    workers that share a seed read every sample once per epoch between them. `shard="auto"`
+    takes `(data_shard_id, count)` from a `keras.distribution` that spans several processes.
 
     **Sampling.** `sampler` re-draws the epoch's samples from `labels` every epoch:
     `"undersample"` keeps `min_count` random samples of each class, `"oversample"` keeps every
@@ -100,10 +112,16 @@ class DataGenerator(keras.utils.PyDataset):
             `(labels, rng) -> indices`. Defaults to `None` (every sample once per epoch).
         labels: the class label of every item, overriding the labels read from `y`. Defaults to
             `None`.
-        workers: passed to `PyDataset`. Defaults to 1.
-        use_multiprocessing: passed to `PyDataset`; the generator (and the loader) must then be
-            picklable where processes are spawned rather than forked. Defaults to `False`.
-        max_queue_size: passed to `PyDataset`. Defaults to 10.
+        workers: threads (or processes) computing batches ahead, a positive int. Defaults
+            to 1 (batches computed on request, in the caller's thread).
+        use_multiprocessing: whether the workers are processes (forked where the platform can
+            fork; elsewhere spawned, and the generator, loader included, must pickle).
+            Defaults to `False`.
+        max_queue_size: how many batches the workers may hold ahead. Defaults to 10.
+        shard: `(index, count)`, `None` (the whole of every batch) or `"auto"` (a shard per
+            process under a multi-process `keras.distribution`, else `None`). `batch_size`
+            and the last batch must then be multiples of `count`, and a shuffling or sampling
+            generator needs an explicit `seed`. Defaults to `"auto"`.
 
     Example:
 
@@ -119,6 +137,11 @@ class DataGenerator(keras.utils.PyDataset):
     >>> gen = kx.DataGenerator(x, y, batch_size=4, sampler="undersample", seed=0)
     >>> len(gen), np.bincount(np.concatenate([gen[i][1] for i in range(len(gen))])).tolist()
     (1, [2, 2])
+    >>> halves = [kx.DataGenerator(x, y, batch_size=4, seed=0, shard=(k, 2)) for k in (0, 1)]
+    >>> whole = kx.DataGenerator(x, y, batch_size=4, seed=0)
+    >>> parts = np.concatenate([h[1][0][:, 0] for h in halves])
+    >>> len(halves[0][1][0]), sorted(parts.tolist()) == sorted(whole[1][0][:, 0].tolist())
+    (2, True)
     """
 
     def __init__(
@@ -460,7 +483,7 @@ class DataGenerator(keras.utils.PyDataset):
         sharded = self._shard is not None and self._shard[1] > 1
         if self._warned_order or not (sharded or self._workers_kx > 1 or self._processes):
             return
-        if last is not None and last[0] == epoch and index not in (0, last[1] + 1):
+        if last is not None and last[0] == epoch and index not in (0, last[1], last[1] + 1):
             self._warned_order = True
             warnings.warn(
                 f"DataGenerator: batch {index} was requested after batch {last[1]}. "
