@@ -7,11 +7,13 @@ that computes a batch computes the same one, whatever the scheduling.
 
 import concurrent.futures
 import multiprocessing
+import multiprocessing.resource_tracker
 import numbers
 import pickle
 import threading
 import warnings
 import weakref
+from multiprocessing import shared_memory
 
 import keras
 import numpy as np
@@ -643,6 +645,8 @@ class _Prefetcher:
             key = id(generator)
             payload = None if "fork" in methods else pickle.dumps(generator)
             _FORKED[key] = generator
+            if "fork" in methods:  # the workers then share the parent's tracker of shared memory
+                multiprocessing.resource_tracker.ensure_running()
             try:
                 self.pool = concurrent.futures.ProcessPoolExecutor(
                     workers, mp_context=context, initializer=_init_worker,
@@ -656,17 +660,19 @@ class _Prefetcher:
             finally:
                 _FORKED.pop(key, None)
             self.submit = lambda gen, epoch, index: self.pool.submit(_worker_batch, epoch, index)
+            self.receive = _from_shared
         else:
             self.pool = concurrent.futures.ThreadPoolExecutor(
                 workers, thread_name_prefix="kx-DataGenerator"
             )
             self.submit = lambda gen, epoch, index: self.pool.submit(gen._batch, epoch, index)
-        weakref.finalize(generator, _shutdown, self.pool)
+            self.receive = None
+        weakref.finalize(generator, _shutdown, self.pool, self.pending)
 
     def _switch(self, epoch):
         if epoch != self.epoch:
             for key in [k for k in self.pending if k[0] != epoch]:
-                self.pending.pop(key).cancel()
+                _drop(self.pending.pop(key))
             self.epoch, self.served = epoch, set()
 
     def _fill(self, generator, epoch, start):
@@ -685,7 +691,8 @@ class _Prefetcher:
                 future = self.submit(generator, epoch, index)
             self.served.add(index)
             self._fill(generator, epoch, index + 1)
-        return future.result()
+        batch = future.result()
+        return batch if self.receive is None else self.receive(batch)
 
     def start_epoch(self, generator, epoch):
         with self.lock:
@@ -707,11 +714,73 @@ def _ready():
 
 
 def _worker_batch(epoch, index):
-    return _WORKER_GENERATOR._batch(epoch, index)
+    return _to_shared(_WORKER_GENERATOR._batch(epoch, index))
 
 
-def _shutdown(pool):
+def _shutdown(pool, pending):
+    for future in list(pending.values()):
+        _drop(future)
     pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _drop(future):
+    """Cancels a prefetched batch nobody will ask for, freeing its shared memory if computed."""
+    if not future.cancel():
+        future.add_done_callback(_free_result)
+
+
+def _free_result(future):
+    if not future.cancelled() and future.exception() is None:
+        _map_arrays(future.result(), lambda a: a.free() if isinstance(a, _Shared) else a)
+
+
+_SHARED_MIN_BYTES = 1 << 16  # below this, pickling through the pipe costs less
+
+
+class _Shared:
+    """An array a worker process left in shared memory: the parent copies it out once instead
+    of unpickling it from a pipe (about half the parent's CPU time for a 3 MB batch)."""
+
+    def __init__(self, array):
+        block = shared_memory.SharedMemory(create=True, size=max(array.nbytes, 1))
+        np.ndarray(array.shape, array.dtype, buffer=block.buf)[...] = array
+        self.name, self.shape, self.dtype = block.name, array.shape, array.dtype
+        block.close()
+
+    def take(self):
+        block = shared_memory.SharedMemory(name=self.name)
+        try:
+            return np.array(np.ndarray(self.shape, self.dtype, buffer=block.buf))
+        finally:
+            block.close()
+            block.unlink()
+
+    def free(self):
+        block = shared_memory.SharedMemory(name=self.name)
+        block.close()
+        block.unlink()
+
+
+def _map_arrays(batch, fn):
+    if isinstance(batch, dict):
+        return {k: _map_arrays(v, fn) for k, v in batch.items()}
+    if isinstance(batch, (tuple, list)):
+        return type(batch)(_map_arrays(v, fn) for v in batch)
+    return fn(batch)
+
+
+def _to_shared(batch):
+    def share(a):
+        big = (
+            isinstance(a, np.ndarray) and a.dtype.kind not in "OV" and a.nbytes >= _SHARED_MIN_BYTES
+        )
+        return _Shared(a) if big else a
+
+    return _map_arrays(batch, share)
+
+
+def _from_shared(batch):
+    return _map_arrays(batch, lambda a: a.take() if isinstance(a, _Shared) else a)
 
 
 class _Source:

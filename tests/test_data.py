@@ -1,6 +1,7 @@
 """kx.DataGenerator: every sample once per epoch, reproducible orders, per-epoch samplers, weights,
 loaders and their errors, and the same batches whatever Keras' workers are."""
 
+import functools
 import signal
 import threading
 
@@ -220,6 +221,31 @@ def test_workers_serve_the_requested_epoch_never_a_prefetched_one(multiprocessin
         reference.epoch = epoch
         for i in range(len(gen)):
             np.testing.assert_array_equal(gen[i][0], reference[i][0])
+
+
+def _big_sample(i):
+    """~50 KB per sample: batches large enough to come back from worker processes through shared
+    memory rather than the pipe."""
+    rng = np.random.default_rng(int(i))
+    return {"image": rng.normal(size=(48, 64, 4)).astype("float32"), "id": np.int64(i)}
+
+
+def test_large_batches_from_processes_equal_in_order_ones(alarm):
+    ids = list(range(40))
+    make = functools.partial(kx.DataGenerator, ids, np.arange(40) % 3, batch_size=8, seed=4,
+                             loader=_big_sample)  # fmt: skip
+    gen, reference = make(workers=2, use_multiprocessing=True, max_queue_size=3), make()
+    for epoch in range(2):
+        for i in range(len(gen)):
+            (got, gy), (want, wy) = gen[i], reference[i]
+            assert got["image"].nbytes >= 1 << 16
+            np.testing.assert_array_equal(got["image"], want["image"])
+            np.testing.assert_array_equal(got["id"], want["id"])
+            np.testing.assert_array_equal(gy, wy)
+            if epoch == 0 and i == 1:
+                break  # the rest of epoch 0, prefetched, is dropped
+        gen.on_epoch_end()
+        reference.on_epoch_end()
 
 
 def test_out_of_order_requests_warn_once_with_workers():
