@@ -13,17 +13,26 @@ Sections:
       (one draw at construction).
   loader:    `--files` samples saved as one `.npy` file each; kx with a per-id loader and 1 or 4
       worker threads.
+  decode:    `--decode-files` 128x128x3 uint8 images saved zlib-compressed, one file each; a
+      CPU-bound decode (read, decompress, reshape) per sample. Data only (no model): kx with 1
+      worker, 2 threads and 2 processes, against tf.data `map(num_parallel_calls=AUTOTUNE)` with
+      TensorFlow's own ops (`read_file`, `decode_compressed`, `decode_raw`) and torch
+      `DataLoader(num_workers=2, persistent_workers=True)`. Epochs interleave between variants and
+      each figure is the fastest of `--decode-epochs` (after one warm-up epoch each), the least
+      disturbed by other load on the machine.
 
 Run with the TensorFlow backend (tf.data needs it); other backends skip the tf.data row:
 
     KERAS_BACKEND=tensorflow python benchmarks/data.py            # ~2 min on 2 cores
     KERAS_BACKEND=tensorflow python benchmarks/data.py --rows 50000 --epochs 2   # quicker
+    KERAS_BACKEND=tensorflow python benchmarks/data.py --only decode            # one section
 """
 
 import argparse
 import os
 import tempfile
 import time
+import zlib
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -35,6 +44,8 @@ from sklearn.datasets import load_digits  # noqa: E402
 import kx  # noqa: E402
 
 BATCH = 256
+DECODE_BATCH = 64
+DECODE_SHAPE = (128, 128, 3)
 
 
 class ClassicSequence(keras.utils.Sequence):
@@ -111,11 +122,107 @@ def print_table(title, rows):
         print(f"{name:44s} {t:8.2f} {bps:9.0f} {bps / ref:7.2f} {src:14.0f}")
 
 
+def decode(path):
+    """The CPU-bound per-sample loader: read a file, inflate it, view it as an image."""
+    with open(path, "rb") as f:
+        raw = zlib.decompress(f.read())
+    return np.frombuffer(raw, "uint8").reshape(DECODE_SHAPE)
+
+
+class DecodeDataset:
+    """The same loader as a map-style torch Dataset (what a DataLoader user writes)."""
+
+    def __init__(self, paths, labels):
+        self.paths, self.labels = paths, labels
+
+    def __len__(self):
+        return len(self.paths)
+
+    def __getitem__(self, i):
+        return decode(self.paths[i]).copy(), self.labels[i]  # copy: torch wants a writable array
+
+
+def write_images(directory, n):
+    """`n` smooth noisy 128x128x3 images, zlib-compressed (level 6) one per file (~2.3x)."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0 : DECODE_SHAPE[0], 0 : DECODE_SHAPE[1]]
+    paths = []
+    for i in range(n):
+        img = (np.sin(xx / (5 + i % 7)) + np.cos(yy / (3 + i % 5))) * 60 + 128
+        img = np.clip(img + rng.normal(0, 8, img.shape), 0, 255).astype("uint8")
+        path = os.path.join(directory, f"{i}.z")
+        with open(path, "wb") as f:
+            f.write(zlib.compress(np.repeat(img[..., None], 3, -1).tobytes(), 6))
+        paths.append(path)
+    return paths
+
+
+def decode_section(args, backend):
+    import torch
+
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = write_images(tmp, args.decode_files)
+        labels = np.arange(len(paths), dtype="int32") % 10
+        variants = {}
+        for name, workers, processes in (
+            ("kx loader, workers=1", 1, False),
+            ("kx loader, workers=2 threads", 2, False),
+            ("kx loader, workers=2 processes", 2, True),
+        ):
+            gen = kx.DataGenerator(paths, labels, batch_size=DECODE_BATCH, seed=0, loader=decode,
+                                   workers=workers, use_multiprocessing=processes)  # fmt: skip
+
+            def epoch(gen=gen):
+                for i in range(len(gen)):
+                    gen[i]
+                gen.on_epoch_end()  # as fit does: the pool starts on the next epoch at once
+
+            variants[name] = epoch
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            def tf_decode(path, label):
+                raw = tf.io.decode_compressed(tf.io.read_file(path), compression_type="ZLIB")
+                return tf.reshape(tf.io.decode_raw(raw, tf.uint8), DECODE_SHAPE), label
+
+            ds = (
+                tf.data.Dataset.from_tensor_slices((paths, labels))
+                .shuffle(len(paths), seed=0)
+                .map(tf_decode, num_parallel_calls=tf.data.AUTOTUNE)
+                .batch(DECODE_BATCH)
+                .prefetch(tf.data.AUTOTUNE)
+            )
+            variants["tf.data map(AUTOTUNE), TF ops"] = lambda: [None for _ in ds]
+        loader = torch.utils.data.DataLoader(
+            DecodeDataset(paths, labels), batch_size=DECODE_BATCH, shuffle=True, num_workers=2,
+            persistent_workers=True,
+        )  # fmt: skip
+        variants["torch DataLoader(num_workers=2)"] = lambda: [None for _ in loader]
+        times = {name: [] for name in variants}
+        for _ in range(args.decode_epochs + 1):  # interleaved; the first epoch warms up
+            for name, run in variants.items():
+                start = time.perf_counter()
+                run()
+                times[name].append(time.perf_counter() - start)
+        n_batches = -(-len(paths) // DECODE_BATCH)
+        best = {name: n_batches / min(t[1:]) for name, t in times.items()}
+        one = best["kx loader, workers=1"]
+        others = [v for k, v in best.items() if not k.startswith("kx")]
+        print(f"\ndecode: {len(paths)} zlib files, batch {DECODE_BATCH}, data only, "
+              f"fastest of {args.decode_epochs} epochs")  # fmt: skip
+        print(f"{'variant':44s} {'batch/s':>9s} {'vs 1 worker':>12s} {'vs best other':>14s}")
+        for name, bps in best.items():
+            print(f"{name:44s} {bps:9.1f} {bps / one:12.2f} {bps / max(others):14.2f}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--files", type=int, default=20_000)
+    parser.add_argument("--decode-files", type=int, default=2_000)
+    parser.add_argument("--decode-epochs", type=int, default=5)
+    parser.add_argument("--only", choices=["in-memory", "balanced", "loader", "decode"])
     args = parser.parse_args()
 
     x0, y0 = load_digits(return_X_y=True)
@@ -128,6 +235,10 @@ def main():
         f"backend={backend} rows={len(x)} batch_size={BATCH} epochs={args.epochs} "
         f"files={args.files} keras={keras.__version__}"
     )
+
+    if args.only == "decode":
+        decode_section(args, backend)
+        return
 
     # ---------------------------------------------------------------- in memory
     rows = []
@@ -200,6 +311,7 @@ def main():
             )
         print_table(f"loader: {args.files} .npy files", rows)
     print("\ndata-only b/s: one epoch of batches iterated in the main thread, no model.")
+    decode_section(args, backend)
 
 
 if __name__ == "__main__":

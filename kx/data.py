@@ -5,7 +5,15 @@ The order of an epoch is a pure function of `(seed, epoch)`, so every worker thr
 that computes a batch computes the same one, whatever the scheduling.
 """
 
+import concurrent.futures
+import multiprocessing
+import multiprocessing.resource_tracker
 import numbers
+import pickle
+import threading
+import warnings
+import weakref
+from multiprocessing import shared_memory
 
 import keras
 import numpy as np
@@ -44,10 +52,22 @@ class DataGenerator(keras.utils.PyDataset):
     after every epoch. Read or set it with the `epoch` attribute (e.g. to resume training).
     Note that `fit(shuffle=True)`, the Keras default, additionally shuffles the *order of the
     batches* with Python's `random`; pass `shuffle=False` to `fit` to train on exactly the
-    generator's order (the generator already shuffles samples). A Keras 3.15 caveat: on JAX and
-    PyTorch with `workers > 1`, `fit` on a model that is not built yet pulls one batch for its
-    symbolic build, and the batches Keras' workers had prefetched are served at the start of the
-    next epoch; build the model first (e.g. one `train_on_batch`) when exact epochs matter.
+    generator's order (the generator already shuffles samples).
+
+    **Workers.** With `workers > 1` or `use_multiprocessing=True`, kx's own pool of threads or
+    (forked, long-lived) processes computes the next batches ahead, keyed by `(epoch, index)`:
+    a batch computed for another epoch is never served, so every epoch is exact with any model
+    and backend (Keras' own workers, which Keras 3.15 lets leak batches from the symbolic build
+    of an unbuilt model into the next epoch on JAX and PyTorch, are not used: Keras sees a
+    single-worker dataset, so `self.workers` reads 1). The pool prefetches in index order, so
+    pass `shuffle=False` to `fit`; out-of-order requests warn once. Set the generator's
+    attributes (other than `epoch`) before its first batch: worker processes keep the state
+    they were forked with.
+
+    **Shards.** With `shard=(index, count)` the generator yields the `index`-th of `count`
+    equal parts of every batch of the epoch (`batch_size` is the global batch), so `count`
+    workers that share a seed read every sample once per epoch between them. `shard="auto"`
+    takes `(data_shard_id, count)` from a `keras.distribution` that spans several processes.
 
     **Sampling.** `sampler` re-draws the epoch's samples from `labels` every epoch:
     `"undersample"` keeps `min_count` random samples of each class, `"oversample"` keeps every
@@ -96,10 +116,16 @@ class DataGenerator(keras.utils.PyDataset):
             `(labels, rng) -> indices`. Defaults to `None` (every sample once per epoch).
         labels: the class label of every item, overriding the labels read from `y`. Defaults to
             `None`.
-        workers: passed to `PyDataset`. Defaults to 1.
-        use_multiprocessing: passed to `PyDataset`; the generator (and the loader) must then be
-            picklable where processes are spawned rather than forked. Defaults to `False`.
-        max_queue_size: passed to `PyDataset`. Defaults to 10.
+        workers: threads (or processes) computing batches ahead, a positive int. Defaults
+            to 1 (batches computed on request, in the caller's thread).
+        use_multiprocessing: whether the workers are processes (forked where the platform can
+            fork; elsewhere spawned, and the generator, loader included, must pickle).
+            Defaults to `False`.
+        max_queue_size: how many batches the workers may hold ahead. Defaults to 10.
+        shard: `(index, count)`, `None` (the whole of every batch) or `"auto"` (a shard per
+            process under a multi-process `keras.distribution`, else `None`). `batch_size`
+            and the last batch must then be multiples of `count`, and a shuffling or sampling
+            generator needs an explicit `seed`. Defaults to `"auto"`.
 
     Example:
 
@@ -115,6 +141,11 @@ class DataGenerator(keras.utils.PyDataset):
     >>> gen = kx.DataGenerator(x, y, batch_size=4, sampler="undersample", seed=0)
     >>> len(gen), np.bincount(np.concatenate([gen[i][1] for i in range(len(gen))])).tolist()
     (1, [2, 2])
+    >>> halves = [kx.DataGenerator(x, y, batch_size=4, seed=0, shard=(k, 2)) for k in (0, 1)]
+    >>> whole = kx.DataGenerator(x, y, batch_size=4, seed=0)
+    >>> parts = np.concatenate([h[1][0][:, 0] for h in halves])
+    >>> len(halves[0][1][0]), sorted(parts.tolist()) == sorted(whole[1][0][:, 0].tolist())
+    (2, True)
     """
 
     def __init__(
@@ -136,10 +167,25 @@ class DataGenerator(keras.utils.PyDataset):
         workers=1,
         use_multiprocessing=False,
         max_queue_size=10,
+        shard="auto",
     ):
-        super().__init__(
-            workers=workers, use_multiprocessing=use_multiprocessing, max_queue_size=max_queue_size
-        )
+        # Keras sees a single-worker dataset and asks for the batches one by one; the workers
+        # are kx's own (`_Prefetcher`). Keras' queue would serve the batches its symbolic build
+        # prefetched in the next epoch (Keras 3.15, JAX and torch); kx's pool keys every batch
+        # by (epoch, index), so a stale one is never served.
+        super().__init__(workers=1, use_multiprocessing=False, max_queue_size=max_queue_size)
+        for name, value in (("workers", workers), ("max_queue_size", max_queue_size)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+                raise ValueError(
+                    f"DataGenerator: expected `{name}` to be a positive int. "
+                    f"Received: {name}={value!r}"
+                )
+        self._workers_kx = int(workers)
+        self._processes = bool(use_multiprocessing)
+        self._queue_size = int(max_queue_size)
+        self._prefetcher = None
+        self._last_request = None
+        self._warned_order = False
         if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral):
             raise TypeError(
                 f"DataGenerator: expected `batch_size` to be a positive int. "
@@ -149,6 +195,14 @@ class DataGenerator(keras.utils.PyDataset):
             raise ValueError(
                 f"DataGenerator: expected `batch_size` to be a positive int. "
                 f"Received: batch_size={batch_size}"
+            )
+        self._shard = _resolve_shard(shard)
+        sharded = self._shard is not None and self._shard[1] > 1
+        if seed is None and sharded and (shuffle or sampler is not None):
+            raise ValueError(
+                f"DataGenerator: a sharded generator (shard={self._shard}) that shuffles or "
+                "samples needs an explicit `seed`, the same in every worker, so that the "
+                "workers draw the same order and share it out. Received: seed=None"
             )
         if seed is None:
             seed = int(np.random.randint(0, 2**31 - 1))
@@ -237,6 +291,27 @@ class DataGenerator(keras.utils.PyDataset):
                 f"DataGenerator: no batch left: {self._size} samples per epoch with "
                 f"batch_size={self.batch_size} and drop_remainder=True."
             )
+        if sharded:
+            count = self._shard[1]
+            last = 0 if self.drop_remainder else self._size % self.batch_size
+            if self.batch_size % count or last % count:
+                raise ValueError(
+                    f"DataGenerator: with shard={self._shard}, every batch is split into "
+                    f"{count} equal parts, one per worker; expected `batch_size` (the global "
+                    f"batch, {self.batch_size}) and the last batch ({last} samples; 0 with "
+                    f"drop_remainder=True) to be multiples of {count}."
+                )
+
+    def __getstate__(self):
+        # The worker pool and its bookkeeping stay in the process that started them.
+        state = self.__dict__.copy()
+        state["_prefetcher"] = None
+        return state
+
+    @property
+    def shard(self):
+        """`(index, count)`: this worker's share of every batch, or `None` (all of it)."""
+        return self._shard
 
     # ----------------------------------------------------------------- labels and weights
 
@@ -330,6 +405,8 @@ class DataGenerator(keras.utils.PyDataset):
     def on_epoch_end(self):
         """Advances the epoch number, which re-draws the order (and sampling)."""
         self.epoch += 1
+        if self._prefetcher is not None:
+            self._prefetcher.start_epoch(self, self.epoch)
 
     def _order(self, epoch):
         cached = self._order_cache
@@ -375,6 +452,9 @@ class DataGenerator(keras.utils.PyDataset):
 
     def __getitem__(self, index):
         n_batches = len(self)
+        if isinstance(index, bool) or not isinstance(index, numbers.Integral):
+            raise TypeError(f"DataGenerator: expected a batch index (an int). Received: {index!r}")
+        index = int(index)
         if index < 0:
             index += n_batches
         if not 0 <= index < n_batches:
@@ -382,7 +462,45 @@ class DataGenerator(keras.utils.PyDataset):
                 f"DataGenerator: batch index {index} out of range for {n_batches} batches."
             )
         epoch = self.epoch
-        idx = self._order(epoch)[index * self.batch_size : (index + 1) * self.batch_size]
+        self._check_request_order(epoch, index)
+        if self._workers_kx > 1 or self._processes:
+            if self._prefetcher is None:
+                self._prefetcher = _Prefetcher(
+                    self, self._workers_kx, self._processes, self._queue_size
+                )
+            return self._prefetcher.get(self, epoch, index)
+        return self._batch(epoch, index)
+
+    def _check_request_order(self, epoch, index):
+        """Warns once when batches are requested out of order by a prefetching or sharded
+        generator: its workers then wait, and sharded processes may combine different
+        batches."""
+        last, self._last_request = self._last_request, (epoch, index)
+        sharded = self._shard is not None and self._shard[1] > 1
+        if self._warned_order or not (sharded or self._workers_kx > 1 or self._processes):
+            return
+        if last is not None and last[0] == epoch and index not in (0, last[1], last[1] + 1):
+            self._warned_order = True
+            warnings.warn(
+                f"DataGenerator: batch {index} was requested after batch {last[1]}. "
+                "`fit(shuffle=True)` (Keras' default) reorders the batches of a PyDataset; "
+                "the generator already shuffles its samples, prefetches its batches in order "
+                "and, sharded, relies on every process asking for the same batch at each step. "
+                "Pass `shuffle=False` to `fit`.",
+                stacklevel=2,
+            )
+
+    def _batch(self, epoch, index):
+        """Batch `index` of epoch `epoch` (this shard's part of it): a pure function of
+        `(seed, epoch, index)`, computed in whatever thread or process asks for it."""
+        start = index * self.batch_size
+        idx = self._order(epoch)[start : start + self.batch_size]
+        rng_key = [self.seed, epoch, index + 1]
+        if self._shard is not None:
+            shard, count = self._shard
+            size = len(idx) // count
+            idx = idx[shard * size : (shard + 1) * size]
+            rng_key.append(shard)
         if self.loader is not None:
             x, y = self._load(idx, index)
         else:
@@ -392,8 +510,7 @@ class DataGenerator(keras.utils.PyDataset):
             y = _map_leaves(self._y, "y", lambda s, _: s.take(idx))
         weights = self._weights(idx, y)
         if self.transform is not None:
-            rng = np.random.default_rng([self.seed, epoch, index + 1])
-            x, y = self.transform((x, y), rng)
+            x, y = self.transform((x, y), np.random.default_rng(rng_key))
         if y is None:
             return (x,)
         return (x, y) if weights is None else (x, y, weights)
@@ -409,18 +526,29 @@ class DataGenerator(keras.utils.PyDataset):
                     f"{_short(ids)}. {type(e).__name__}: {e}"
                 ) from e
             return _split_loaded(out, self._y is not None)
-        samples = []
-        for i in ids:
+        batch = None
+        split = False
+        for j, i in enumerate(ids):
             try:
-                samples.append(self.loader(i))
+                sample = self.loader(i)
             except Exception as e:
                 raise LoaderError(
                     f"DataGenerator: `loader` failed on id {i!r} (batch {index}). "
                     f"{type(e).__name__}: {e}"
                 ) from e
-        if self._y is None and isinstance(samples[0], tuple) and len(samples[0]) == 2:
-            return _stack([s[0] for s in samples]), _stack([s[1] for s in samples])
-        return _stack(samples), None
+            if batch is None:
+                split = self._y is None and isinstance(sample, tuple) and len(sample) == 2
+                batch = _map_nested(sample, lambda a: _empty_batch(a, len(ids)))
+            try:  # written in place: no list of samples, no second copy by np.stack
+                _put(batch, j, sample)
+            except (ValueError, TypeError, KeyError, IndexError) as e:
+                raise LoaderError(
+                    f"DataGenerator: `loader` returned a sample for id {i!r} (batch {index}) "
+                    f"unlike the batch's first sample (id {ids[0]!r}). "
+                    f"{type(e).__name__}: {e}"
+                ) from e
+        batch = _finish(batch)
+        return (batch[0], batch[1]) if split else (batch, None)
 
     def _weights(self, idx, y):
         if self._sample_weight is None and self._class_weight is None:
@@ -451,6 +579,199 @@ class DataGenerator(keras.utils.PyDataset):
 
 
 # --------------------------------------------------------------------- helpers
+
+
+def _resolve_shard(shard):
+    """`(index, count)` from the `shard` argument, or `None` when the generator reads it all."""
+    if isinstance(shard, str) and shard == "auto":
+        # keras.distribution over several processes (JAX): each process feeds its part of the
+        # global batch, as Keras' own `Distribution.distribute_dataset` does for tf.data.
+        distribution = keras.distribution.distribution()
+        if distribution is None or distribution.num_processes <= 1:
+            return None
+        try:
+            count = min(distribution.num_processes, distribution.num_model_replicas)
+        except NotImplementedError:
+            count = distribution.num_processes
+        return (distribution.data_shard_id, count) if count > 1 else None
+    if shard is None:
+        return None
+    ok = (
+        isinstance(shard, (tuple, list))
+        and len(shard) == 2
+        and all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in shard)
+        and shard[1] >= 1
+        and 0 <= shard[0] < shard[1]
+    )
+    if not ok:
+        raise ValueError(
+            "DataGenerator: expected `shard` to be 'auto', None or `(index, count)` with "
+            f"0 <= index < count. Received: shard={shard!r}"
+        )
+    return (int(shard[0]), int(shard[1])) if shard[1] > 1 else None
+
+
+class _Prefetcher:
+    """kx's worker pool: computes `generator._batch(epoch, index)` ahead of the requests.
+
+    Batches are keyed by `(epoch, index)`: a batch computed for another epoch is dropped, never
+    served. It prefetches the indices after the last request (in order) and, at each epoch end,
+    the first batches of the next epoch. Processes are forked once and live as long as the
+    generator; each task carries its epoch, so a worker's copy of the generator never needs
+    updating.
+    """
+
+    def __init__(self, generator, workers, processes, depth):
+        self.depth = depth
+        self.lock = threading.Lock()
+        self.pending = {}  # (epoch, index) -> Future
+        self.served = set()  # indices of the current epoch already served
+        self.epoch = None
+        if processes:
+            methods = multiprocessing.get_all_start_methods()
+            # fork: the workers inherit the generator (and its loader, lambdas included)
+            # instead of unpickling it and importing Keras again, as Keras' and torch's own
+            # worker processes do.
+            context = multiprocessing.get_context("fork" if "fork" in methods else None)
+            key = id(generator)
+            payload = None if "fork" in methods else pickle.dumps(generator)
+            _FORKED[key] = generator
+            if "fork" in methods:  # the workers then share the parent's tracker of shared memory
+                multiprocessing.resource_tracker.ensure_running()
+            try:
+                self.pool = concurrent.futures.ProcessPoolExecutor(
+                    workers, mp_context=context, initializer=_init_worker,
+                    initargs=(key, payload),
+                )  # fmt: skip
+                with warnings.catch_warnings():
+                    # JAX warns at every fork of its (multithreaded) process. The workers run
+                    # NumPy and the loader only, never JAX, and fork before any batch is asked.
+                    warnings.filterwarnings("ignore", r"os\.fork\(\) was called", RuntimeWarning)
+                    self.pool.submit(_ready).result()  # starts every worker now
+            finally:
+                _FORKED.pop(key, None)
+            self.submit = lambda gen, epoch, index: self.pool.submit(_worker_batch, epoch, index)
+            self.receive = _from_shared
+        else:
+            self.pool = concurrent.futures.ThreadPoolExecutor(
+                workers, thread_name_prefix="kx-DataGenerator"
+            )
+            self.submit = lambda gen, epoch, index: self.pool.submit(gen._batch, epoch, index)
+            self.receive = None
+        weakref.finalize(generator, _shutdown, self.pool, self.pending)
+
+    def _switch(self, epoch):
+        if epoch != self.epoch:
+            for key in [k for k in self.pending if k[0] != epoch]:
+                _drop(self.pending.pop(key))
+            self.epoch, self.served = epoch, set()
+
+    def _fill(self, generator, epoch, start):
+        n = len(generator)
+        index = start
+        while len(self.pending) < self.depth and index < n:
+            if index not in self.served and (epoch, index) not in self.pending:
+                self.pending[(epoch, index)] = self.submit(generator, epoch, index)
+            index += 1
+
+    def get(self, generator, epoch, index):
+        with self.lock:
+            self._switch(epoch)
+            future = self.pending.pop((epoch, index), None)
+            if future is None:
+                future = self.submit(generator, epoch, index)
+            self.served.add(index)
+            self._fill(generator, epoch, index + 1)
+        batch = future.result()
+        return batch if self.receive is None else self.receive(batch)
+
+    def start_epoch(self, generator, epoch):
+        with self.lock:
+            self._switch(epoch)
+            self._fill(generator, epoch, 0)
+
+
+_FORKED = {}  # generators being handed to worker processes at fork time, by id
+_WORKER_GENERATOR = None  # in a worker process: the generator it computes batches of
+
+
+def _init_worker(key, payload):
+    global _WORKER_GENERATOR
+    _WORKER_GENERATOR = _FORKED[key] if payload is None else pickle.loads(payload)
+
+
+def _ready():
+    return True
+
+
+def _worker_batch(epoch, index):
+    return _to_shared(_WORKER_GENERATOR._batch(epoch, index))
+
+
+def _shutdown(pool, pending):
+    for future in list(pending.values()):
+        _drop(future)
+    pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _drop(future):
+    """Cancels a prefetched batch nobody will ask for, freeing its shared memory if computed."""
+    if not future.cancel():
+        future.add_done_callback(_free_result)
+
+
+def _free_result(future):
+    if not future.cancelled() and future.exception() is None:
+        _map_arrays(future.result(), lambda a: a.free() if isinstance(a, _Shared) else a)
+
+
+_SHARED_MIN_BYTES = 1 << 16  # below this, pickling through the pipe costs less
+
+
+class _Shared:
+    """An array a worker process left in shared memory: the parent copies it out once instead
+    of unpickling it from a pipe (about half the parent's CPU time for a 3 MB batch)."""
+
+    def __init__(self, array):
+        block = shared_memory.SharedMemory(create=True, size=max(array.nbytes, 1))
+        np.ndarray(array.shape, array.dtype, buffer=block.buf)[...] = array
+        self.name, self.shape, self.dtype = block.name, array.shape, array.dtype
+        block.close()
+
+    def take(self):
+        block = shared_memory.SharedMemory(name=self.name)
+        try:
+            return np.array(np.ndarray(self.shape, self.dtype, buffer=block.buf))
+        finally:
+            block.close()
+            block.unlink()
+
+    def free(self):
+        block = shared_memory.SharedMemory(name=self.name)
+        block.close()
+        block.unlink()
+
+
+def _map_arrays(batch, fn):
+    if isinstance(batch, dict):
+        return {k: _map_arrays(v, fn) for k, v in batch.items()}
+    if isinstance(batch, (tuple, list)):
+        return type(batch)(_map_arrays(v, fn) for v in batch)
+    return fn(batch)
+
+
+def _to_shared(batch):
+    def share(a):
+        big = (
+            isinstance(a, np.ndarray) and a.dtype.kind not in "OV" and a.nbytes >= _SHARED_MIN_BYTES
+        )
+        return _Shared(a) if big else a
+
+    return _map_arrays(batch, share)
+
+
+def _from_shared(batch):
+    return _map_arrays(batch, lambda a: a.take() if isinstance(a, _Shared) else a)
 
 
 class _Source:
@@ -593,13 +914,60 @@ def _check_indices(idx, n):
     return idx
 
 
-def _stack(samples):
-    first = samples[0]
-    if isinstance(first, dict):
-        return {k: _stack([s[k] for s in samples]) for k in first}
-    if isinstance(first, (tuple, list)):
-        return tuple(_stack([s[i] for s in samples]) for i in range(len(first)))
-    return np.stack([np.asarray(s) for s in samples])
+def _map_nested(sample, fn):
+    if isinstance(sample, dict):
+        return {k: _map_nested(v, fn) for k, v in sample.items()}
+    if isinstance(sample, (tuple, list)):
+        return tuple(_map_nested(v, fn) for v in sample)
+    return fn(sample)
+
+
+def _empty_batch(first, n):
+    first = np.asarray(first)
+    if first.dtype.kind in "USO":  # variable-width or objects: gathered, then converted
+        return [None] * n
+    return np.empty((n, *first.shape), first.dtype)
+
+
+def _put(batch, j, sample):
+    """Writes one loaded sample into row `j` of the preallocated `batch` (same structure)."""
+    if isinstance(batch, dict):
+        if not isinstance(sample, dict) or set(sample) != set(batch):
+            raise KeyError(f"expected a dict with keys {sorted(batch)}, got {_describe(sample)}")
+        for k in batch:
+            _put(batch[k], j, sample[k])
+    elif isinstance(batch, tuple):
+        if not isinstance(sample, (tuple, list)) or len(sample) != len(batch):
+            raise TypeError(f"expected a tuple of {len(batch)}, got {_describe(sample)}")
+        for b, s in zip(batch, sample):
+            _put(b, j, s)
+    elif isinstance(batch, list):
+        batch[j] = sample
+    else:
+        value = np.asarray(sample)
+        if value.shape != batch.shape[1:]:
+            raise ValueError(f"expected shape {batch.shape[1:]}, got shape {value.shape}")
+        if not np.can_cast(value.dtype, batch.dtype, casting="same_kind"):
+            raise TypeError(f"expected dtype {batch.dtype}, got dtype {value.dtype}")
+        batch[j] = value
+
+
+def _finish(batch):
+    if isinstance(batch, dict):
+        return {k: _finish(v) for k, v in batch.items()}
+    if isinstance(batch, tuple):
+        return tuple(_finish(v) for v in batch)
+    if isinstance(batch, list):
+        return np.asarray(batch)
+    return batch
+
+
+def _describe(sample):
+    if isinstance(sample, dict):
+        return f"a dict with keys {sorted(sample)}"
+    if isinstance(sample, (tuple, list)):
+        return f"a {type(sample).__name__} of {len(sample)}"
+    return type(sample).__name__
 
 
 def _split_loaded(out, has_y):
