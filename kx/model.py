@@ -179,8 +179,10 @@ class CustomModel(TrainStep, keras.Model):
             self._kx_set_class_weight_tables({})
         return super().train_on_batch(*args, **kwargs)
 
-    def _kx_evaluator(self, x, y, sample_weight, validation_split, validation_data, batch_size):
-        """An Evaluator for the compiled PythonMetrics, over fit's validation arrays."""
+    def _kx_evaluator(
+        self, x, y, sample_weight, validation_split, validation_data, batch_size, steps=None
+    ):
+        """An Evaluator for the compiled PythonMetrics, over fit's validation source."""
         from kx.callbacks import Evaluator
 
         if validation_data is None and validation_split and y is not None:
@@ -197,13 +199,19 @@ class CustomModel(TrainStep, keras.Model):
                 stacklevel=3,
             )
             return None
-        if not isinstance(validation_data, (tuple, list)):
+        # Any source fit validates on that can be read again: arrays, PyDataset, tf.data, a
+        # torch DataLoader. A generator would hand each batch to either fit or the Evaluator.
+        if hasattr(validation_data, "__next__"):  # a generator or iterator
             raise ValueError(
-                f"The validation-only metrics {names} need the validation set as arrays, "
-                "validation_data=(x, y) or (x, y, sample_weight), to predict it whole at each "
-                f"epoch end. Received a {type(validation_data).__name__}."
+                f"The validation-only metrics {names} read the validation set once more at each "
+                f"epoch end, but `validation_data` is a {type(validation_data).__name__}, which "
+                "can be read only once (fit and the metrics would each get part of it). Pass "
+                "arrays, a keras.utils.PyDataset (kx.DataGenerator), a tf.data.Dataset or a "
+                "torch DataLoader."
             )
-        return Evaluator(self._kx.python_metrics, validation_data, batch_size=batch_size)
+        return Evaluator(
+            self._kx.python_metrics, validation_data, batch_size=batch_size, steps=steps
+        )
 
     def _kx_set_class_weight_tables(self, tables):
         old = self._kx.class_weight_tables

@@ -23,7 +23,7 @@ def _model():
     return model
 
 
-def test_logs_val_metric_equal_to_sklearn_and_seen_by_callbacks_listed_first(tmp_path):
+def test_logs_val_metric_equal_to_sklearn_and_seen_by_callbacks_listed_after(tmp_path):
     x, y = _data()
     xv, yv = _data(48, seed=1)
     wv = np.random.default_rng(2).uniform(0.5, 1.5, 48)
@@ -38,7 +38,7 @@ def test_logs_val_metric_equal_to_sklearn_and_seen_by_callbacks_listed_first(tmp
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)  # Keras warns when a monitored key is missing
         history = model.fit(x, y, epochs=3, verbose=0,
-                            callbacks=[stop, checkpoint, evaluator])  # Evaluator listed last
+                            callbacks=[evaluator, stop, checkpoint])
     assert len(history.history["val_auc"]) == 3 and len(history.history["val_ap"]) == 3
     assert stop.best == max(history.history["val_auc"])
     assert checkpoint.best == max(history.history["val_auc"])
@@ -84,11 +84,90 @@ def test_bare_python_metric_needs_one_output_and_bad_arguments():
         kx.callbacks.Evaluator({"auc": kx.metrics.RocAuc()}, (x,))
 
 
-def test_moves_ahead_of_other_callbacks_keeping_evaluator_order():
+def test_keeps_the_callback_order_keras_was_given():
+    """Keras calls callbacks in list order: the Evaluator does not move itself (the order is
+    the user's, and `kx.CustomModel.fit` puts its own Evaluator first)."""
     x, y = _data(16)
     a = kx.callbacks.Evaluator({"a": kx.metrics.RocAuc()}, (x, y))
-    b = kx.callbacks.Evaluator({"b": kx.metrics.RocAuc()}, (x, y))
     stop = keras.callbacks.EarlyStopping()
     history = keras.callbacks.History()
-    callbacks = keras.callbacks.CallbackList([stop, a, history, b], model=_model())
-    assert callbacks.callbacks == [a, b, stop, history]
+    callbacks = keras.callbacks.CallbackList([stop, a, history], model=_model())
+    assert callbacks.callbacks == [stop, a, history]
+
+
+def _sources(x, y, w):
+    """The same validation set as every source `fit(validation_data=...)` takes."""
+    import tensorflow as tf
+    import torch
+
+    def generator():
+        for i in range(0, len(x), 16):
+            yield x[i:i + 16], y[i:i + 16], w[i:i + 16]
+
+    tensors = [torch.from_numpy(a) for a in (x, y, w)]
+    return {
+        "DataGenerator": kx.DataGenerator(x, y, batch_size=16, shuffle=False, sample_weight=w),
+        "tf.data": tf.data.Dataset.from_tensor_slices((x, y, w)).batch(16),
+        "DataLoader": torch.utils.data.DataLoader(
+            torch.utils.data.TensorDataset(*tensors), batch_size=16),
+        "generator": (generator(), {"steps": 3}),
+    }
+
+
+def test_any_validation_source_equals_arrays():
+    x, y = _data(48, seed=1)
+    w = np.random.default_rng(2).uniform(0.5, 1.5, 48).astype("float32")
+    model = _model()
+    metrics = {"auc": kx.metrics.RocAuc(), "ap": kx.metrics.AveragePrecision()}
+    reference = kx.callbacks.Evaluator(metrics, (x, y, w))
+    reference.set_model(model)
+    expected = reference.evaluate()
+    for name, source in _sources(x, y, w).items():
+        source, kwargs = source if isinstance(source, tuple) else (source, {})
+        evaluator = kx.callbacks.Evaluator(metrics, source, **kwargs)
+        evaluator.set_model(model)
+        got = evaluator.evaluate()
+        assert got.keys() == expected.keys(), name
+        for key in expected:
+            np.testing.assert_allclose(got[key], expected[key], rtol=1e-6, err_msg=name)
+    # the reference is scikit-learn on the whole set
+    scores = model.predict(x, verbose=0)[:, 0]
+    np.testing.assert_allclose(expected["val_auc"],
+                               skm.roc_auc_score(y, scores, sample_weight=w), rtol=1e-6)
+
+
+def test_custom_model_python_metric_over_a_data_generator_equals_arrays():
+    x, y = _data(64)
+    xv, yv = _data(40, seed=1)
+
+    def fit(validation_data):
+        keras.utils.set_random_seed(0)
+        inputs = keras.Input((4,), name="x")
+        model = kx.CustomModel(inputs, {"p": keras.layers.Dense(1, activation="sigmoid")(inputs)})
+        model.compile(keras.optimizers.SGD(0.1),
+                      loss={"bce": kx.LossDefinition("label", "p", "binary_crossentropy")},
+                      metrics={"auc": kx.MetricDefinition("label", "p", kx.metrics.RocAuc())})
+        history = model.fit({"x": x}, {"label": y}, batch_size=16, shuffle=False, epochs=2,
+                            verbose=0, validation_data=validation_data).history
+        return history, model
+
+    arrays, model = fit(({"x": xv}, {"label": yv}))
+    generated, _ = fit(kx.DataGenerator({"x": xv}, {"label": yv}, batch_size=16, shuffle=False))
+    np.testing.assert_allclose(generated["val_auc"], arrays["val_auc"], rtol=1e-6)
+    scores = model.predict({"x": xv}, verbose=0)["p"][:, 0]
+    np.testing.assert_allclose(arrays["val_auc"][-1], skm.roc_auc_score(yv, scores), rtol=1e-6)
+
+
+def test_source_errors_name_what_is_expected():
+    x, y = _data(16)
+    with pytest.raises(ValueError, match="PyDataset.*Received: int"):
+        kx.callbacks.Evaluator({"auc": kx.metrics.RocAuc()}, 3)
+    evaluator = kx.callbacks.Evaluator({"auc": kx.metrics.RocAuc()}, iter([(x, y)]))
+    evaluator.set_model(_model())
+    evaluator.evaluate()
+    with pytest.raises(ValueError, match="yielded no batch.*read once"):
+        evaluator.evaluate()
+    with pytest.raises(ValueError, match="targets"):
+        bad = kx.callbacks.Evaluator({"auc": kx.metrics.RocAuc()}, iter([x]))
+        bad.set_model(_model())
+        bad.evaluate()
