@@ -95,7 +95,7 @@ def first_samples(owner, source, n, steps=None):
         if count >= n:
             break
     x, y, sample_weight = (concatenate([p[i] for p in parts]) for i in range(3))
-    return keras.tree.map_structure(lambda v: v[:n], (x, y, sample_weight))
+    return keras.tree.map_structure(lambda v: None if v is None else v[:n], (x, y, sample_weight))
 
 
 def concatenate(values):
