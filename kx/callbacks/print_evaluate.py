@@ -1,6 +1,7 @@
 """PrintEvaluate: the model's `print_evaluate` on the first validation samples at each epoch end."""
 
 import keras
+import numpy as np
 
 from kx import _structure
 from kx.callbacks import _format, _sources
@@ -90,10 +91,14 @@ class PrintEvaluate(keras.callbacks.Callback):
         }
         count = len(next(iter(named["targets"].values())))
         return [
-            {part: {k: v[i] for k, v in values.items()} for part, values in named.items()}
+            {part: _row(values, i) for part, values in named.items()}
             for i in range(count)
         ]
 
 
 def _default_print_evaluate(sample, print_fn=print):
     print_fn(_format.format_sample(sample))
+
+
+def _row(values, i):
+    return {k: np.asarray(v[i]) for k, v in values.items()}
