@@ -47,6 +47,19 @@ def export_all(graphs, directory, serving=True):
         serving_path = None
         if serving is not None:
             serving_path = directory / f"{name}{serving[1]}"
-            graph.export(str(serving_path), format=serving[0], verbose=False)
+            kwargs = _torch_batch_dim(graph) if serving[0] == "torch" else {}
+            graph.export(str(serving_path), format=serving[0], verbose=False, **kwargs)
         written[name] = {"keras": keras_path, "serving": serving_path}
     return written
+
+
+def _torch_batch_dim(graph):
+    """`torch.export` fixes every dimension it is not told is dynamic: free the batch one."""
+    import torch
+
+    try:
+        inputs = graph.input  # the structure the model is called with (functional models)
+    except (AttributeError, ValueError):
+        return {}  # a subclassed model: Keras' own signature
+    batch = torch.export.Dim("batch")
+    return {"dynamic_shapes": [(keras.tree.map_structure(lambda _: {0: batch}, inputs),)]}

@@ -410,7 +410,7 @@ class CustomModel(TrainStep, keras.Model):
         """The models `export_all` writes, by name: `{"default": self}` unless overridden.
 
         Override to export other graphs built from this model's layers, e.g. only the encoder
-        of an encoder/decoder: `{"default": self, "encoder": keras.Model(self.inputs,
+        of an encoder/decoder: `{"default": self, "encoder": keras.Model(self.input,
         self.get_layer("code").output)}`.
 
         Returns:
@@ -443,7 +443,7 @@ class CustomModel(TrainStep, keras.Model):
         >>> class AutoEncoder(kx.CustomModel):
         ...     def export_graphs(self):
         ...         return {"default": self, "encoder": keras.Model(
-        ...             self.inputs, self.get_layer("code").output)}
+        ...             self.input, self.get_layer("code").output)}
         >>> model = AutoEncoder(inputs, keras.layers.Dense(3)(code))
         >>> files = model.export_all(tempfile.mkdtemp(), serving=False)
         >>> sorted(files), files["encoder"]["keras"].name
