@@ -5,7 +5,7 @@ from pathlib import Path
 
 import keras
 
-from kx.callbacks import _files
+from kx import _files
 
 
 def serving_format():

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import keras
 
-from kx.callbacks import _files
+from kx import _files
 
 __all__ = ["BestModel"]
 

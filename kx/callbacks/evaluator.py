@@ -90,7 +90,7 @@ class Evaluator(keras.callbacks.Callback):
     def evaluate(self):
         """Predicts the validation data and returns `{"val_<name>[_<key>]": float}`."""
         readers = self._readers()
-        for _, _, python_metric, _ in readers:
+        for _, _, python_metric in readers.values():
             python_metric.reset()
         for x, y, sample_weight in _sources.batches("Evaluator", self.validation_data, self.steps):
             if _sources.is_arrays(self.validation_data):
@@ -99,7 +99,7 @@ class Evaluator(keras.callbacks.Callback):
                 y_pred = self.model.predict_on_batch(x)
             targets = _numpy(_structure.named_targets(self.model, y))
             outputs = _numpy(_structure.named_outputs(self.model, y_pred))
-            for name, (target, output, python_metric, _) in zip(self.metrics, readers):
+            for name, (target, output, python_metric) in readers.items():
                 if target is None:
                     target, output = self._single(name, targets, outputs)
                 else:
@@ -113,7 +113,7 @@ class Evaluator(keras.callbacks.Callback):
                     None if weight is None else np.asarray(weight),
                 )  # fmt: skip
         logs = {}
-        for name, (_, _, python_metric, _) in zip(self.metrics, readers):
+        for name, (_, _, python_metric) in readers.items():
             value = python_metric.result()
             if isinstance(value, dict):
                 logs.update({f"val_{name}_{k}": float(v) for k, v in value.items()})
@@ -122,14 +122,13 @@ class Evaluator(keras.callbacks.Callback):
         return logs
 
     def _readers(self):
-        """(target or None, output or None, PythonMetric, name) per metric, in order."""
-        readers = []
-        for name, metric in self.metrics.items():
-            if isinstance(metric, PythonMetric):
-                readers.append((None, None, metric, name))
-            else:
-                readers.append((metric.target, metric.output, metric.metric, name))
-        return readers
+        """`{name: (target or None, output or None, PythonMetric)}` (None: the only one)."""
+        return {
+            name: (None, None, metric)
+            if isinstance(metric, PythonMetric)
+            else (metric.target, metric.output, metric.metric)
+            for name, metric in self.metrics.items()
+        }
 
     @staticmethod
     def _single(name, targets, outputs):

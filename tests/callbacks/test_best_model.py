@@ -8,7 +8,7 @@ import pytest
 from conftest import assert_close
 
 import kx
-from kx.callbacks import _files
+from kx import _files
 
 
 @keras.saving.register_keras_serializable(package="tests_best_model")
