@@ -171,3 +171,16 @@ def test_source_errors_name_what_is_expected():
         bad = kx.callbacks.Evaluator({"auc": kx.metrics.RocAuc()}, iter([x]))
         bad.set_model(_model())
         bad.evaluate()
+
+
+def test_custom_model_refuses_a_validation_generator_it_would_share_with_fit():
+    x, y = _data(16)
+    inputs = keras.Input((4,), name="x")
+    model = kx.CustomModel(inputs, {"p": keras.layers.Dense(1, activation="sigmoid")(inputs)})
+    model.compile("sgd", loss={"bce": kx.LossDefinition("label", "p", "binary_crossentropy")},
+                  metrics={"auc": kx.MetricDefinition("label", "p", kx.metrics.RocAuc())})
+    def batches():
+        yield {"x": x}, {"label": y}
+
+    with pytest.raises(ValueError, match=r"\['auc'\].*generator, which can be read only once"):
+        model.fit({"x": x}, {"label": y}, epochs=1, verbose=0, validation_data=batches())
