@@ -188,8 +188,10 @@ class CustomModel(TrainStep, keras.Model):
         self._kx_set_step_class_weights(None)
         return super().train_on_batch(*args, **kwargs)
 
-    def _kx_evaluator(self, x, y, sample_weight, validation_split, validation_data, batch_size):
-        """An Evaluator for the compiled PythonMetrics, over fit's validation arrays."""
+    def _kx_evaluator(
+        self, x, y, sample_weight, validation_split, validation_data, batch_size, steps=None
+    ):
+        """An Evaluator for the compiled PythonMetrics, over fit's validation source."""
         from kx.callbacks import Evaluator
 
         if validation_data is None and validation_split and y is not None:
@@ -206,15 +208,23 @@ class CustomModel(TrainStep, keras.Model):
                 stacklevel=3,
             )
             return None
-        if not isinstance(validation_data, (tuple, list)):
+        # Any source fit validates on that can be read again: arrays, PyDataset, tf.data, a
+        # torch DataLoader. A generator would hand each batch to either fit or the Evaluator.
+        if hasattr(validation_data, "__next__"):  # a generator or iterator
             raise ValueError(
-                f"The validation-only metrics {names} need the validation set as arrays, "
-                "validation_data=(x, y) or (x, y, sample_weight), to predict it whole at each "
-                f"epoch end. Received a {type(validation_data).__name__}."
+                f"The validation-only metrics {names} read the validation set once more at each "
+                f"epoch end, but `validation_data` is a {type(validation_data).__name__}, which "
+                "can be read only once (fit and the metrics would each get part of it). Pass "
+                "arrays, a keras.utils.PyDataset (kx.DataGenerator), a tf.data.Dataset or a "
+                "torch DataLoader."
             )
-        if len(validation_data) == 3 and validation_data[2] is None:
+        if isinstance(validation_data, (tuple, list)) and len(validation_data) == 3 and (
+            validation_data[2] is None
+        ):
             validation_data = validation_data[:2]
-        return Evaluator(self._kx.python_metrics, validation_data, batch_size=batch_size)
+        return Evaluator(
+            self._kx.python_metrics, validation_data, batch_size=batch_size, steps=steps
+        )
 
     def _kx_target_output_shapes(self):
         shapes = _keras.output_shapes(self)
@@ -332,6 +342,95 @@ class CustomModel(TrainStep, keras.Model):
         super()._symbolic_build(data_batch=data_batch)
         self._kx.build(self, data_batch)
 
+    # -- companions ------------------------------------------------------------------------------
+    # Hooks read by kx.callbacks (BestModel, PrintEvaluate) and the export of several graphs;
+    # override them in a subclass. The callbacks work with a plain keras.Model too.
+
+    def best_logging_settings(self):
+        """`(mode, monitor)` by which `kx.callbacks.BestModel` keeps the best model.
+
+        Returns:
+            `("min", "val_loss")`; override to return e.g. `("max", "val_f1")` (`mode` is
+            `"min"` or `"max"`, `monitor` an epoch log key).
+
+        Example:
+
+        >>> import kx
+        >>> class Net(kx.CustomModel):
+        ...     def best_logging_settings(self):
+        ...         return "max", "val_f1"
+        >>> kx.CustomModel.best_logging_settings(None), Net.best_logging_settings(None)
+        (('min', 'val_loss'), ('max', 'val_f1'))
+        """
+        return "min", "val_loss"
+
+    def print_evaluate(self, sample, print_fn=print):
+        """Prints one validation sample; called by `kx.callbacks.PrintEvaluate` at epoch ends.
+
+        Args:
+            sample: `{"inputs": {...}, "targets": {...}, "outputs": {...}}`, un-batched NumPy
+                values keyed by name.
+            print_fn: the function to print with. Defaults to `print`.
+
+        Example:
+
+        >>> import numpy as np, kx
+        >>> sample = {"inputs": {"x": np.zeros(4)}, "targets": {"label": np.int64(2)},
+        ...           "outputs": {"probs": np.array([0.1, 0.2, 0.7])}}
+        >>> kx.CustomModel.print_evaluate(None, sample)
+        PRED/GT: 2 == 2 (p = 0.7)
+        """
+        from kx.callbacks import _format
+
+        print_fn(_format.format_sample(sample))
+
+    def export_graphs(self):
+        """The models `export_all` writes, by name: `{"default": self}` unless overridden.
+
+        Override to export other graphs built from this model's layers, e.g. only the encoder
+        of an encoder/decoder: `{"default": self, "encoder": keras.Model(self.input,
+        self.get_layer("code").output)}`.
+
+        Returns:
+            A dict `{name: keras.Model}`.
+        """
+        return {"default": self}
+
+    def export_all(self, directory, serving=True):
+        """Writes every graph of `export_graphs()` as `<name>.keras`, and for serving.
+
+        The serving artifact is `model.export`'s: a TensorFlow SavedModel folder `<name>/` on
+        TensorFlow, and on JAX when TensorFlow is installed; `<name>.pt2` (`torch.export`) on
+        PyTorch; `None` where the backend cannot (JAX without TensorFlow). Each `.keras` file
+        reloads with `keras.models.load_model`; a SavedModel's `serve` endpoint and a `.pt2`
+        program predict as the model does.
+
+        Args:
+            directory: the folder to write to (created if missing).
+            serving: whether to write the serving artifacts too (they take seconds each; the
+                first JAX export imports TensorFlow). Defaults to `True`.
+
+        Returns:
+            `{name: {"keras": path, "serving": path or None}}`.
+
+        Example:
+
+        >>> import keras, numpy as np, kx, tempfile
+        >>> inputs = keras.Input((3,), name="x")
+        >>> code = keras.layers.Dense(2, name="code")(inputs)
+        >>> class AutoEncoder(kx.CustomModel):
+        ...     def export_graphs(self):
+        ...         return {"default": self, "encoder": keras.Model(
+        ...             self.input, self.get_layer("code").output)}
+        >>> model = AutoEncoder(inputs, keras.layers.Dense(3)(code))
+        >>> files = model.export_all(tempfile.mkdtemp(), serving=False)
+        >>> sorted(files), files["encoder"]["keras"].name
+        (['default', 'encoder'], 'encoder.keras')
+        """
+        from kx import _export
+
+        return _export.export_all(self.export_graphs(), directory, serving=serving)
+
 
 def _folding_class_weights(step):
     """`step` (a `train_step`) receiving `fit(class_weight=...)` folded into its batch."""
@@ -401,7 +500,6 @@ def _structure_of(model, y):
     if isinstance(y, (list, tuple)):
         return list(named_targets(model, y))
     return "single"
-
 
 _FUNCTIONAL_VARIANTS = {}
 
