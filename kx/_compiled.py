@@ -12,6 +12,7 @@ from kx import _keras
 from kx._structure import DEFAULT_OUTPUT_NAME, named_inputs, named_outputs, named_targets
 from kx.backend import lookup
 from kx.definitions import ExtendedLoss, ExtendedMetric, LossDefinition, MetricDefinition
+from kx.loss_weights import LossWeights
 
 # Key of a sample-weight dict, made by the train step, that carries the weight of the batch
 # before class weights were folded in (the default weight of extended losses and metrics).
@@ -86,7 +87,9 @@ class CompiledDefinitions:
             and not isinstance(d.metric, keras.metrics.Metric)
         }
         self.metrics = {k: d for k, d in self.metrics.items() if k not in self.python_metrics}
-        self.loss_weights = _parse_loss_weights(loss_weights, self.losses)
+        self.loss_weights = LossWeights(
+            loss_weights, self.losses, taken=(*self.metrics, *self.python_metrics)
+        )
         if output_names is not None:
             everything = (*self.losses.items(), *self.metrics.items(), *self.python_metrics.items())
             for key, d in everything:
@@ -172,8 +175,7 @@ class CompiledDefinitions:
                 self.loss_trackers[key].update_state(
                     _keras.unscale_loss_for_distribution(value), sample_weight=batch_size
                 )
-            weight = self.loss_weights.get(key, 1.0)
-            term = value if weight == 1.0 else value * weight
+            term = self.loss_weights.term(model, key, value)
             total = term if total is None else total + term
         for extra in model.losses:
             extra = ops.cast(model._aggregate_additional_loss(extra), "float32")
@@ -422,34 +424,6 @@ def _parse_metrics(metrics, output_names, weighted):
         "Expected `metrics` to be a dict {key: definition} or a list of Keras metrics. "
         f"Received: metrics={metrics!r}"
     )
-
-
-def _parse_loss_weights(loss_weights, losses):
-    if loss_weights is None:
-        return {}
-    if not isinstance(loss_weights, dict):
-        raise TypeError(
-            "Expected `loss_weights` to be a dict {loss key: weight} (missing keys weigh 1.0). "
-            f"Received: loss_weights={loss_weights!r}"
-        )
-    parsed = {}
-    for name, weight in loss_weights.items():
-        key = name if name in losses else f"{name}_loss"
-        if key not in losses:
-            raise ValueError(
-                f"`loss_weights` names {name!r}, which matches no loss. Expected one of "
-                f"{list(losses)}."
-            )
-        try:
-            weight = float(weight)
-        except (TypeError, ValueError) as e:
-            raise TypeError(
-                f"`loss_weights[{name!r}]` must be a number. Received: {weight!r}"
-            ) from e
-        if not np.isfinite(weight):
-            raise ValueError(f"`loss_weights[{name!r}]` must be finite. Received: {weight}")
-        parsed[key] = weight
-    return parsed
 
 
 def _check_key(key, what):

@@ -20,3 +20,21 @@ from keras.src.trainers.data_adapters.array_slicing import (  # noqa: F401
 from keras.src.utils.backend_utils import in_tf_graph  # noqa: F401,E402
 from keras.src.utils.jax_utils import is_in_jax_tracing_scope  # noqa: F401,E402
 from keras.src.utils.python_utils import pythonify_logs  # noqa: F401
+
+
+def replace_tracked_attribute(layer, name, value):
+    """`setattr(layer, name, value)`, tracked as Keras tracks attributes (a layer's variables and
+    metrics become the model's), with the previous value untracked. Keras locks the tracker of a
+    built subclassed model (`Layer._tracker` is private); compile attaches state after build,
+    as Functional models allow."""
+    tracker = layer._tracker
+    locked = tracker.locked
+    tracker.unlock()
+    try:
+        old = getattr(layer, name, None)
+        if old is not None:
+            tracker.untrack(old)
+        setattr(layer, name, value)
+    finally:
+        if locked:
+            tracker.lock()

@@ -9,6 +9,7 @@ from kx import _keras
 from kx._compiled import CompiledDefinitions, _label_form, uses_definitions
 from kx._structure import named_targets, output_names
 from kx.backend import TrainStep
+from kx.loss_weights import attach as attach_loss_weights
 
 __all__ = ["CustomModel"]
 
@@ -87,6 +88,7 @@ class CustomModel(TrainStep, keras.Model):
         if not uses_definitions(loss, metrics, weighted_metrics):
             self._kx = None
             self._kx_compile_args = None
+            attach_loss_weights(self, None)
             return super().compile(
                 optimizer=optimizer,
                 loss=loss,
@@ -100,9 +102,10 @@ class CustomModel(TrainStep, keras.Model):
         )
         super().compile(optimizer=optimizer, **kwargs)
         self._kx = kx_compiled
+        attach_loss_weights(self, kx_compiled.loss_weights)
         self._kx_compile_args = {
             "loss": loss,
-            "loss_weights": loss_weights,
+            "loss_weights": kx_compiled.loss_weights.compile_argument,
             "metrics": metrics,
             "weighted_metrics": weighted_metrics,
         }
@@ -162,6 +165,7 @@ class CustomModel(TrainStep, keras.Model):
                     kwargs.get("validation_batch_size") or batch_size,
                 )  # fmt: skip
                 callbacks = [evaluator, *(callbacks or [])] if evaluator else callbacks
+            callbacks = self._kx.loss_weights.callbacks(callbacks)
             # The tables stay set after fit, so that the next fit with the same class weights
             # reuses the traced step instead of tracing again; any other call that trains
             # resets them. Keras never sees the class weights: the train step applies them.
