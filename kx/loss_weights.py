@@ -20,7 +20,7 @@ import numpy as np
 from keras import ops
 
 from kx import _keras
-from kx.backend import mirror, read_mirror
+from kx.backend import compiled, mirror, read_mirror
 
 __all__ = ["UncertaintyWeight"]
 
@@ -236,7 +236,7 @@ class _LossWeightsState(keras.layers.Layer):
             elif isinstance(weight, _Variable):
                 self.variable_mirrors[key] = mirror(self, f"{key}_weight_value", weight.variable)
             elif isinstance(weight, _Schedule) and self.iterations is None:
-                self.iterations = mirror(self, "optimizer_iterations", None, "int64")
+                self.iterations = mirror(self, "optimizer_iterations", None, "int32")
         dwa = [key for key, weight in weights.items() if isinstance(weight, _DynamicWeightAverage)]
         if dwa:
             self.dwa_keys = dwa
@@ -358,7 +358,7 @@ def _parse_one(name, weight):
     where = f"`loss_weights[{name!r}]`"
     if isinstance(weight, UncertaintyWeight):
         return weight
-    if isinstance(weight, str):
+    if isinstance(weight, str) and weight in ("uncertainty", "dwa"):
         raise TypeError(
             f"{where}: a string weighs the whole dict (loss_weights='uncertainty' or 'dwa'). "
             f"For one loss, use kx.UncertaintyWeight(). Received: {weight!r}"
@@ -385,9 +385,9 @@ def _parse_one(name, weight):
     if isinstance(weight, keras.optimizers.schedules.LearningRateSchedule):
         _check_schedule(where, weight)
         return _Schedule(weight)
-    if isinstance(weight, bool):
-        raise TypeError(f"{where}: expected a number. Received: {weight!r}")
     try:
+        if isinstance(weight, (bool, str)):
+            raise TypeError(type(weight).__name__)
         value = float(weight)
     except (TypeError, ValueError) as e:
         raise TypeError(
@@ -405,23 +405,57 @@ def _check_constant(where, value, verb):
 
 
 def _check_schedule(where, schedule):
-    """Evaluates the schedule at `_PROBE_STEPS` and around its boundaries, if it has any."""
+    """Evaluates the schedule at `_PROBE_STEPS` and around its boundaries, if it has any; a
+    negative value is traced back to the first step of its run (bisection from the last good
+    probe)."""
     steps = set(_PROBE_STEPS)
     for boundary in getattr(schedule, "boundaries", None) or ():
         steps.update(int(boundary) + d for d in (-1, 0, 1) if int(boundary) + d >= 0)
-    for step in sorted(steps):
-        value = ops.convert_to_numpy(schedule(step))
-        if np.shape(value) != ():
-            raise ValueError(
-                f"{where}: expected the schedule {schedule!r} to return a scalar. Received shape "
-                f"{np.shape(value)} at step {step}."
-            )
-        value = float(value)
-        if not math.isfinite(value) or value < 0:
-            raise ValueError(
-                f"{where}: the schedule {schedule!r} gives {value} at step {step}; a loss weight "
-                "must be finite and >= 0 at every step."
-            )
+    steps = np.asarray(sorted(steps), "int32")
+    evaluate = _schedule_values(where, schedule)
+    values = evaluate(steps)
+    bad = np.flatnonzero(~np.isfinite(values) | (values < 0))
+    if not bad.size:
+        return
+    i = bad[0]
+    lo, hi = (int(steps[i - 1]), int(steps[i])) if i else (None, int(steps[0]))
+    while lo is not None and hi - lo > 1:
+        mid = (lo + hi) // 2
+        if evaluate(np.asarray([mid], "int32"))[0] >= 0:
+            lo = mid
+        else:
+            hi = mid
+    value = evaluate(np.asarray([hi], "int32"))[0]
+    raise ValueError(
+        f"{where}: the schedule {type(schedule).__name__} gives {value:.6g} at step {hi}; a loss "
+        "weight must be finite and >= 0 at every step."
+    )
+
+
+def _schedule_values(where, schedule):
+    """A function: int32 steps -> float64 values of `schedule`, compiled (one trace, not one
+    eager dispatch per op and step), vectorised when the schedule allows it."""
+    call = compiled(lambda step: ops.cast(schedule(step), "float32"))
+
+    def evaluate(steps):
+        try:
+            values = ops.convert_to_numpy(call(ops.convert_to_tensor(steps)))
+            if np.shape(values) == steps.shape:
+                return np.asarray(values, "float64")
+        except Exception:  # written for scalar steps (e.g. a `cond`): one step at a time below
+            pass
+        values = []
+        for step in steps:
+            value = ops.convert_to_numpy(call(ops.convert_to_tensor(step)))
+            if np.shape(value) != ():
+                raise ValueError(
+                    f"{where}: expected the schedule {type(schedule).__name__} to return a "
+                    f"scalar. Received shape {np.shape(value)} at step {int(step)}."
+                )
+            values.append(float(value))
+        return np.asarray(values, "float64")
+
+    return evaluate
 
 
 def _saveable(loss_weights):
