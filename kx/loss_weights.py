@@ -159,7 +159,7 @@ class LossWeights(Mapping):
                     f"The weight of loss {key!r} is logged as {key + '_weight'!r}, which is "
                     f"also a loss or metric key. Rename that loss or metric."
                 )
-        self.layer = _LossWeightsState(dynamic, losses) if dynamic else None
+        self.layer = _LossWeightsState(dynamic) if dynamic else None
         # What `get_compile_config` saves: variables as their values (see _SavedVariable).
         self.compile_argument = _saveable(loss_weights)
 
@@ -220,7 +220,7 @@ class _LossWeightsState(keras.layers.Layer):
     are saved with the model. The trackers are metrics of the model.
     """
 
-    def __init__(self, weights, losses):
+    def __init__(self, weights):
         super().__init__(name="kx_loss_weights", dtype="float32")
         self.trackers = {key: _CurrentValue(f"{key}_weight") for key in weights}
         self.log_variances = {}
