@@ -10,8 +10,13 @@ is not timed; each figure is the fastest epoch of each side (the least disturbed
 load on the machine, which on a shared 2-core box swings medians by 15%). One subprocess per
 backend.
 
+`--suite loss_weights`: kx.CustomModel alone, its loss weighted by a constant (0.5), by a
+non-trainable `keras.Variable` and by a schedule (`kx.schedules.LinearWarmup`), epochs of the
+three interleaved; ratios against the constant.
+
     python benchmarks/fit_overhead.py                  # all backends
     python benchmarks/fit_overhead.py --backend jax    # one backend
+    python benchmarks/fit_overhead.py --suite loss_weights
 """
 
 import argparse
@@ -23,7 +28,7 @@ import sys
 BACKENDS = ("tensorflow", "jax", "torch")
 
 
-def measure(backend, epochs, rounds, samples, batch_size):
+def measure(backend, epochs, rounds, samples, batch_size, suite="fit"):
     os.environ["KERAS_BACKEND"] = backend
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import time
@@ -80,6 +85,8 @@ def measure(backend, epochs, rounds, samples, batch_size):
 
     steps = -(-samples // batch_size)
     rows = []
+    if suite == "loss_weights":
+        return loss_weight_rows(backend, mlp, cnn, x, y, epochs, rounds, steps, batch_size)
     variants = {  # name: (dtype policy, compile kwargs, class_weight)
         "plain": ("float32", {}, None),
         "class_weight": ("float32", {}, class_weight),
@@ -108,6 +115,56 @@ def measure(backend, epochs, rounds, samples, batch_size):
     return rows
 
 
+def loss_weight_rows(backend, mlp, cnn, x, y, epochs, rounds, steps, batch_size):
+    import time
+
+    import keras
+    import numpy as np
+
+    import kx
+
+    def compiled(build, weight):
+        keras.utils.set_random_seed(0)
+        model = build(kx.CustomModel)
+        ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        acc = keras.metrics.SparseCategoricalAccuracy(name="acc")
+        model.compile(optimizer=keras.optimizers.Adam(1e-3),
+                      loss={"ce": kx.LossDefinition("logits", "logits", ce)},
+                      loss_weights={"ce": weight},
+                      metrics={"acc": kx.MetricDefinition("logits", "logits", acc)})
+        return model
+
+    class EpochTimer(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.times.append(time.perf_counter() - self.start)
+
+    rows = []
+    for name, build in (("mlp", mlp), ("cnn", cnn)):
+        weights = {
+            "constant": 0.5,
+            "variable": keras.Variable(0.5, trainable=False),
+            "schedule": kx.schedules.LinearWarmup(steps * epochs * rounds, start_value=0.5),
+        }
+        models = {k: compiled(build, w) for k, w in weights.items()}
+        times = {k: [] for k in models}
+        fit_kwargs = dict(batch_size=batch_size, verbose=0, shuffle=False)
+        for m in models.values():  # warm-up: trace/compile, not timed
+            m.fit(x, y, epochs=1, **fit_kwargs)
+        for _ in range(rounds):
+            for k, m in models.items():
+                timer = EpochTimer()
+                timer.times = times[k]
+                m.fit(x, y, epochs=epochs, callbacks=[timer], **fit_kwargs)
+        sps = {k: steps / float(np.min(t)) for k, t in times.items()}
+        for variant in ("variable", "schedule"):
+            rows.append({"backend": backend, "model": name, "variant": variant,
+                         "keras": sps["constant"], "kx": sps[variant]})
+    return rows
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", choices=BACKENDS)
@@ -115,22 +172,27 @@ def main():
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--samples", type=int, default=16384)
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--suite", choices=("fit", "loss_weights"), default="fit")
     parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.backend and args.json:
-        rows = measure(args.backend, args.epochs, args.rounds, args.samples, args.batch_size)
+        rows = measure(args.backend, args.epochs, args.rounds, args.samples, args.batch_size,
+                       args.suite)
         print("ROWS " + json.dumps(rows))
         return
     rows = []
     for backend in [args.backend] if args.backend else BACKENDS:
         cmd = [sys.executable, __file__, "--backend", backend, "--json",
                "--epochs", str(args.epochs), "--rounds", str(args.rounds),
-               "--samples", str(args.samples), "--batch-size", str(args.batch_size)]
+               "--samples", str(args.samples), "--batch-size", str(args.batch_size),
+               "--suite", args.suite]
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
         rows += json.loads(next(ln for ln in out.splitlines() if ln.startswith("ROWS "))[5:])
     print(f"steps/s, fastest epoch of {args.epochs * args.rounds}, batch {args.batch_size}, "
           f"{args.samples} samples")
     header = ("backend", "model", "variant", "keras", "kx", "kx/keras")
+    if args.suite == "loss_weights":
+        header = ("backend", "model", "weight", "constant", "weight", "ratio")
     print("{:<11} {:<5} {:<15} {:>9} {:>9} {:>9}".format(*header))
     for r in rows:
         print(f"{r['backend']:<11} {r['model']:<5} {r['variant']:<15} "

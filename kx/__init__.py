@@ -1,12 +1,13 @@
 """kx: Keras 3 extensions for models that need more than one loss and one metric per output.
 
 The flat namespace holds the model, the definitions and the weight helpers; losses, metrics,
-callbacks and data live in their submodules.
+callbacks, data and loss-weight schedules live in their submodules.
 """
 
-from kx import callbacks, data, losses, metrics
+from kx import callbacks, data, losses, metrics, schedules
 from kx.data import DataGenerator
 from kx.definitions import ExtendedLoss, ExtendedMetric, LossDefinition, MetricDefinition
+from kx.loss_weights import UncertaintyWeight
 from kx.model import CustomModel
 from kx.weights import class_weights, sample_weights
 
@@ -19,10 +20,12 @@ __all__ = [
     "ExtendedMetric",
     "LossDefinition",
     "MetricDefinition",
+    "UncertaintyWeight",
     "callbacks",
     "class_weights",
     "data",
     "losses",
     "metrics",
     "sample_weights",
+    "schedules",
 ]

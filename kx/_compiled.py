@@ -7,7 +7,6 @@ once with `keras.ops`: the same code runs inside TensorFlow's `tf.function`, JAX
 PyTorch's eager steps.
 """
 
-import math
 import warnings
 
 import keras
@@ -16,6 +15,7 @@ from keras import ops
 from kx import _keras
 from kx._structure import DEFAULT_OUTPUT_NAME, named_inputs, named_outputs, named_targets
 from kx.definitions import ExtendedLoss, ExtendedMetric, LossDefinition, MetricDefinition
+from kx.loss_weights import LossWeights
 
 _RESERVED_KEYS = ("loss",)
 
@@ -92,7 +92,11 @@ class CompiledDefinitions:
             and not isinstance(d.metric, keras.metrics.Metric)
         }
         self.metrics = {k: d for k, d in self.metrics.items() if k not in self.python_metrics}
-        self.loss_weights = _parse_loss_weights(loss_weights, self.losses)
+        self.loss_weights = LossWeights(
+            loss_weights, self.losses, taken=(*self.metrics, *self.python_metrics)
+        )
+        # What `serialize` saves: variables as their values (see kx/loss_weights.py).
+        self.arguments["loss_weights"] = self.loss_weights.compile_argument
         if output_names is not None:
             everything = (*self.losses.items(), *self.metrics.items(), *self.python_metrics.items())
             for key, d in everything:
@@ -234,8 +238,7 @@ class CompiledDefinitions:
                     _keras.unscale_loss_for_distribution(value),
                     sample_weight=_batch_size(x, y_pred),
                 )
-            weight = self.loss_weights.get(key, 1.0)
-            term = value if weight == 1.0 else value * weight
+            term = self.loss_weights.term(model, key, value)
             total = term if total is None else total + term
         if not record:
             self._unrecorded = True
@@ -488,34 +491,6 @@ def _parse_metrics(metrics, output_names, weighted):
         "Expected `metrics` to be a dict {key: definition} or a list of Keras metrics. "
         f"Received: metrics={metrics!r}"
     )
-
-
-def _parse_loss_weights(loss_weights, losses):
-    if loss_weights is None:
-        return {}
-    if not isinstance(loss_weights, dict):
-        raise TypeError(
-            "Expected `loss_weights` to be a dict {loss key: weight} (missing keys weigh 1.0). "
-            f"Received: loss_weights={loss_weights!r}"
-        )
-    parsed = {}
-    for name, weight in loss_weights.items():
-        key = name if name in losses else f"{name}_loss"
-        if key not in losses:
-            raise ValueError(
-                f"`loss_weights` names {name!r}, which matches no loss. Expected one of "
-                f"{list(losses)}."
-            )
-        try:
-            weight = float(weight)
-        except (TypeError, ValueError) as e:
-            raise TypeError(
-                f"`loss_weights[{name!r}]` must be a number. Received: {weight!r}"
-            ) from e
-        if not math.isfinite(weight):
-            raise ValueError(f"`loss_weights[{name!r}]` must be finite. Received: {weight}")
-        parsed[key] = weight
-    return parsed
 
 
 def _check_key(key, what):

@@ -56,6 +56,7 @@ PRIVATE_ATTRIBUTES = (
     "_aggregate_additional_loss",
     "_distribute_strategy",
     "_in_multi_worker_mode",
+    "_tracker",
 )
 
 # Private trainer hooks that kx overrides (model.py, backend/): the symbolic build that Keras
@@ -105,3 +106,20 @@ def can_update_state():
     """False inside a JAX trace outside Keras' StatelessScope (e.g. a user's
     `jax.value_and_grad`), where assigning a variable would leak a tracer."""
     return in_stateless_scope() or not is_in_jax_tracing_scope()
+
+def replace_tracked_attribute(layer, name, value):
+    """`setattr(layer, name, value)`, tracked as Keras tracks attributes (a layer's variables and
+    metrics become the model's), with the previous value untracked. Keras locks the tracker of a
+    built subclassed model (`Layer._tracker` is private); compile attaches state after build,
+    as Functional models allow."""
+    tracker = layer._tracker
+    locked = tracker.locked
+    tracker.unlock()
+    try:
+        old = getattr(layer, name, None)
+        if old is not None:
+            tracker.untrack(old)
+        setattr(layer, name, value)
+    finally:
+        if locked:
+            tracker.lock()

@@ -18,6 +18,7 @@ from kx import _class_weight, _keras
 from kx._compiled import CompiledDefinitions, uses_definitions
 from kx._structure import named_targets, output_names
 from kx.backend import TrainStep
+from kx.loss_weights import attach as attach_loss_weights
 
 __all__ = ["CustomModel"]
 
@@ -101,6 +102,7 @@ class CustomModel(TrainStep, keras.Model):
     ):
         if not uses_definitions(loss, metrics, weighted_metrics):
             self._kx = None
+            attach_loss_weights(self, None)
             return super().compile(
                 optimizer=optimizer,
                 loss=loss,
@@ -114,6 +116,7 @@ class CustomModel(TrainStep, keras.Model):
         )
         super().compile(optimizer=optimizer, **kwargs)
         self._kx = kx_compiled
+        attach_loss_weights(self, kx_compiled.loss_weights)
 
     def get_compile_config(self):
         config = super().get_compile_config()
@@ -175,6 +178,7 @@ class CustomModel(TrainStep, keras.Model):
                     kwargs.get("validation_batch_size") or batch_size,
                 )  # fmt: skip
                 callbacks = [evaluator, *(callbacks or [])] if evaluator else callbacks
+            callbacks = self._kx.loss_weights.callbacks(callbacks)
             class_weight = None  # Keras never sees them
         self._kx_set_step_class_weights(step_class_weights)
         return super().fit(

@@ -38,13 +38,16 @@ def layers():
     return {"x": inputs}, {"logits": logits, "recon": recon}
 
 
-def build():
+def build(l1_weight=0.3):
     """LossDefinition, ExtendedLoss, add_loss, a regularizer, loss weights and a metric:
-    everything whose scaling distribution can get wrong."""
+    everything whose scaling distribution can get wrong. `l1_weight="schedule"`: a warm-up over
+    the first 6 of the 8 steps instead of 0.3."""
     import keras
 
     import kx
 
+    if l1_weight == "schedule":
+        l1_weight = kx.schedules.LinearWarmup(6, value=0.6, start_value=0.1)
     model = kx.CustomModel(*layers())
     model.compile(
         optimizer=keras.optimizers.SGD(0.1),
@@ -53,7 +56,7 @@ def build():
                 from_logits=True)),
             "l1": kx.ExtendedLoss(l1_recon),
         },
-        loss_weights={"l1": 0.3},
+        loss_weights={"l1": l1_weight},
         metrics={"acc": kx.MetricDefinition("logits", "logits",
                                             keras.metrics.SparseCategoricalAccuracy())},
     )
@@ -118,6 +121,10 @@ def main():
         dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(BATCH)
         h = model.fit(dataset, epochs=EPOCHS, verbose=0, class_weight={"logits": {0: 2.0, 2: 0.5}})
         arrays.update(save(out, h.history, model.get_weights(), prefix="dataset_"))
+        arrays.update(save(out, *train(build("schedule")), prefix="sched_ref_"))
+        with strategy.scope():
+            model = build("schedule")
+        arrays.update(save(out, *train(model), prefix="sched_"))
         # A global batch of 15 splits 8/7 over two replicas, and each replica averages its own
         # loss: kx refuses it with a clear error (stock Keras fails on it too, less clearly).
         x, y = data()
@@ -148,8 +155,10 @@ def main():
 
         assert len(jax.devices()) == 2
         arrays.update(save(out, *train(build()), prefix="ref_"))
+        arrays.update(save(out, *train(build("schedule")), prefix="sched_ref_"))
         keras.distribution.set_distribution(keras.distribution.DataParallel(devices=jax.devices()))
         arrays.update(save(out, *train(build())))
+        arrays.update(save(out, *train(build("schedule")), prefix="sched_"))
     elif mode == "multi_worker":
         os.environ["KERAS_BACKEND"] = "tensorflow"
         import tensorflow as tf

@@ -189,11 +189,35 @@ def test_mirrored_strategy_folds_class_weights_of_a_dataset_in_every_replica(mir
     assert_same_run(load(mirrored_run, "dataset_"), load(mirrored_run, "ref_"))
 
 
-@pytest.mark.skipif(BACKEND != "jax", reason="keras.distribution.DataParallel is JAX-only here")
-def test_jax_data_parallel_equals_single_device(tmp_path):
-    out = tmp_path / "data_parallel.npz"
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="tf.distribute is the TensorFlow backend's")
+def test_mirrored_strategy_scheduled_loss_weight_equals_single_device(mirrored_run):
+    assert_scheduled_run(mirrored_run)
+
+
+@pytest.fixture(scope="module")
+def data_parallel_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("data_parallel") / "data_parallel.npz"
     finish(run_worker("data_parallel", out))
-    assert_same_run(load(out), load(out, "ref_"))
+    return out
+
+
+@pytest.mark.skipif(BACKEND != "jax", reason="keras.distribution.DataParallel is JAX-only here")
+def test_jax_data_parallel_equals_single_device(data_parallel_run):
+    assert_same_run(load(data_parallel_run), load(data_parallel_run, "ref_"))
+
+
+@pytest.mark.skipif(BACKEND != "jax", reason="keras.distribution.DataParallel is JAX-only here")
+def test_jax_data_parallel_scheduled_loss_weight_equals_single_device(data_parallel_run):
+    assert_scheduled_run(data_parallel_run)
+
+
+def assert_scheduled_run(path):
+    """distributed_worker trains build("schedule"): 2 epochs of 4 steps, the l1 weight warming
+    up over 6; the epoch logs hold the weight of each epoch's last step."""
+    got, want = load(path, "sched_"), load(path, "sched_ref_")
+    warmup = kx.schedules.LinearWarmup(6, value=0.6, start_value=0.1)
+    assert_close(got[0]["l1_weight"], [float(warmup(3)), float(warmup(7))], rtol=1e-6)
+    assert_same_run(got, want)
 
 
 def free_port():

@@ -16,8 +16,8 @@ from kx import _keras
 PUBLIC = {
     "kx": [
         "CustomModel", "DataGenerator", "ExtendedLoss", "ExtendedMetric", "LossDefinition",
-        "MetricDefinition", "callbacks", "class_weights", "data", "losses", "metrics",
-        "sample_weights",
+        "MetricDefinition", "UncertaintyWeight", "callbacks", "class_weights", "data", "losses",
+        "metrics", "sample_weights", "schedules",
     ],
     "kx.losses": [
         "AsymmetricLoss", "ClassBalancedLoss", "ClassWeightedCrossentropy", "CombinedLoss",
@@ -37,7 +37,11 @@ PUBLIC = {
         "ConfusionMatrix", "MatthewsCorrelation", "MultiMetric", "NegativePredictiveValue",
         "PythonMetric", "RocAuc", "Specificity",
     ],
-    "kx.callbacks": ["Evaluator"],
+    "kx.callbacks": [
+        "BestModel", "ClassificationReport", "ConfusionMatrixImage", "Evaluator", "PRCurves",
+        "PrintEvaluate", "TensorBoardData",
+    ],
+    "kx.schedules": ["CyclicalAnnealing", "LinearWarmup", "StepwiseConstant"],
     "kx.data": ["DataGenerator", "LoaderError"],
 }
 

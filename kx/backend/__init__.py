@@ -1,8 +1,11 @@
-"""The only backend-specific code of kx: trainer fixes per backend (`TrainStep`, today only
-TensorFlow's multi-worker ones), and a few primitives that some backend runs much faster natively
-than through generic `keras.ops`: counting ids, looking up a table and the range of values
-(torch), the index of the largest score (TensorFlow, JAX), and compiling a pure function for
-eager calls (TensorFlow and JAX dispatch each eager op separately).
+"""The only backend-specific code of kx: trainer fixes per backend (`TrainStep`: TensorFlow's
+multi-worker ones, JAX's loss-weight mirrors), and a few primitives that some backend runs much
+faster natively than through generic `keras.ops`: counting ids, looking up a table and the range
+of values (torch), the index of the largest score (TensorFlow, JAX), and compiling a pure function
+for eager calls (TensorFlow and JAX dispatch each eager op separately). Also `mirror` /
+`read_mirror`: state that the model does not own (a variable given as a loss weight, the
+optimizer's iteration count) as a compiled step sees it (JAX's stateless step sees only the
+model's, the optimizer's and the metrics' state, in the state tuple).
 
 Everything else, `fit(class_weight=...)` included (`kx/_class_weight.py`, folded before the
 outermost `train_step` by `kx/model.py`), is written once; Keras' own steps do the rest (loss
@@ -51,11 +54,35 @@ def compiled(fn):
     return fn
 
 
+def mirror(layer, name, source=None, dtype="float32"):
+    """A scalar non-trainable weight of `layer` standing for `source` inside compiled steps.
+
+    `source` is a variable the model does not own, or None for the optimizer's iteration count.
+    Here steps read the source itself (`read_mirror`) and the weight is unused; JAX keeps it
+    equal to its source and steps read it. It exists on every backend, so that a saved model
+    has the same variables whichever backend saved or loads it.
+    """
+    initial = 0 if source is None else keras.ops.convert_to_numpy(source.value)
+    return layer.add_weight(
+        shape=(), dtype=dtype, initializer=keras.initializers.Constant(initial),
+        trainable=False, name=name,
+    )  # fmt: skip
+
+
+def read_mirror(model, weight, source=None):
+    """What a step reads for the state `weight` mirrors: `source`, or the optimizer's
+    iteration count (0 without an optimizer) when `source` is None."""
+    if source is not None:
+        return source
+    optimizer = getattr(model, "optimizer", None)
+    return weight if optimizer is None else optimizer.iterations
+
+
 _backend = keras.backend.backend()
 if _backend == "tensorflow":
     from kx.backend.tensorflow import TrainStep, compiled, first_argmax  # noqa: F811
 elif _backend == "jax":
-    from kx.backend.jax import TrainStep, compiled, first_argmax  # noqa: F811
+    from kx.backend.jax import TrainStep, compiled, first_argmax, mirror, read_mirror  # noqa: F811
 elif _backend == "torch":
     from kx.backend.torch import TrainStep, count_ids, lookup, value_range  # noqa: F811
 else:
@@ -63,4 +90,13 @@ else:
         f"kx supports the tensorflow, jax and torch Keras backends. Received: {_backend!r}"
     )
 
-__all__ = ["TrainStep", "compiled", "count_ids", "first_argmax", "lookup", "value_range"]
+__all__ = [
+    "TrainStep",
+    "compiled",
+    "count_ids",
+    "first_argmax",
+    "lookup",
+    "mirror",
+    "read_mirror",
+    "value_range",
+]

@@ -1,16 +1,129 @@
-"""JAX: Keras' own stateless steps need no change (the state tuple passes through untouched,
-so jit's `donate_argnums` and `keras.distribution` shardings see exactly what Keras built).
+"""JAX: the loss-weight mirrors around Keras' own stateless steps, and two primitives.
 
-Two primitives: `first_argmax` (XLA's CPU argmax, a variadic reduction, is about 4x slower
+The state tuple `(trainable, non_trainable, optimizer, metrics)` keeps its structure, so jit's
+`donate_argnums` and `keras.distribution` shardings see exactly what Keras built.
+
+Mirrors: Keras' stateless step maps only model variables into the scope where the loss runs, so
+a variable the model does not own is a constant of the traced step there, and the optimizer's
+iteration count reads as its initial value (Keras purges variables while their state is in
+flight). `mirror` makes a model weight stand for such state: the train step writes the optimizer's
+iteration count into its mirrors (before the step, and after it, so evaluation sees the count of
+`optimizer.iterations`); `fit`, `evaluate` and `*_on_batch` copy changed source variables into
+their mirrors, and during `fit` a last callback does so before each batch (writing the in-flight
+state back first, as Keras does when a callback reads `model`).
+
+Also two primitives: `first_argmax` (XLA's CPU argmax, a variadic reduction, is about 4x slower
 than a max, a compare and a min) and `compiled` (`jax.jit` for eager calls).
 """
 
+import weakref
+
 import jax
 import jax.numpy as jnp
+import keras
+
+# id(weight) -> (weak reference to the mirror weight, its source; None: the iteration count)
+_SOURCES = {}
 
 
 class TrainStep:
-    """No JAX-specific trainer code."""
+    def train_step(self, state, data):
+        state = _with_iterations(self, state)
+        logs, state = super().train_step(state, data)
+        return logs, _with_iterations(self, state)
+
+    def fit(self, *args, **kwargs):
+        pairs = _refresh(self)
+        if pairs:
+            kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), _RefreshMirrors(pairs)]
+        return super().fit(*args, **kwargs)
+
+    def evaluate(self, *args, **kwargs):
+        _refresh(self)
+        return super().evaluate(*args, **kwargs)
+
+    def train_on_batch(self, *args, **kwargs):
+        _refresh(self)
+        return super().train_on_batch(*args, **kwargs)
+
+    def test_on_batch(self, *args, **kwargs):
+        _refresh(self)
+        return super().test_on_batch(*args, **kwargs)
+
+
+def mirror(layer, name, source=None, dtype="float32"):
+    """A scalar non-trainable weight of `layer` that steps read instead of `source` (a variable
+    the model does not own, or None for the optimizer's iteration count); kept equal to it."""
+    initial = 0 if source is None else keras.ops.convert_to_numpy(source.value)
+    weight = layer.add_weight(
+        shape=(), dtype=dtype, initializer=keras.initializers.Constant(initial),
+        trainable=False, name=name,
+    )  # fmt: skip
+    key = id(weight)
+    _SOURCES[key] = (weakref.ref(weight, lambda _: _SOURCES.pop(key, None)), source)
+    return weight
+
+
+def read_mirror(model, weight, source=None):
+    return weight
+
+
+def _mirrors(model):
+    """[(index in model.non_trainable_variables, weight, source)] of the model's mirrors."""
+    found = []
+    for index, variable in enumerate(model.non_trainable_variables):
+        entry = _SOURCES.get(id(variable))
+        if entry is not None and entry[0]() is variable:
+            found.append((index, variable, entry[1]))
+    return found
+
+
+def _with_iterations(model, state):
+    """`state` with the optimizer's iteration count written into the iteration mirrors."""
+    optimizer = getattr(model, "optimizer", None)
+    indices = [i for i, _, source in _mirrors(model) if source is None]
+    if not indices or optimizer is None:
+        return state
+    trainable, non_trainable, optimizer_variables, metrics = state
+    position = next(
+        k for k, v in enumerate(optimizer.variables) if v is optimizer.iterations
+    )
+    count = optimizer_variables[position]
+    non_trainable = list(non_trainable)
+    for i in indices:
+        non_trainable[i] = count.astype(non_trainable[i].dtype)
+    return trainable, non_trainable, optimizer_variables, metrics
+
+
+def _refresh(model):
+    """Copies each source variable into its mirror; returns the (mirror, source) pairs."""
+    pairs = [(weight, source) for _, weight, source in _mirrors(model) if source is not None]
+    for weight, source in pairs:
+        weight.assign(source.value)
+    return pairs
+
+
+class _RefreshMirrors(keras.callbacks.Callback):
+    """Before each training batch, copies sources that changed into their mirrors.
+
+    Listed last, so that a source assigned by any callback's `on_train_batch_begin` takes
+    effect in that very batch.
+    """
+
+    def __init__(self, pairs):
+        super().__init__()
+        self._pairs = pairs
+        self._seen = [source.value for _, source in pairs]
+
+    def on_train_batch_begin(self, batch, logs=None):
+        changed = [k for k, (_, s) in enumerate(self._pairs) if s.value is not self._seen[k]]
+        if not changed:
+            return
+        self.model.jax_state_sync()  # the in-flight state back into the variables first
+        for k in changed:
+            weight, source = self._pairs[k]
+            self._seen[k] = source.value
+            weight.assign(self._seen[k])
 
 
 def first_argmax(x):

@@ -1,0 +1,467 @@
+"""Loss weights that change during training, for `kx.CustomModel.compile(loss_weights=...)`.
+
+Besides numbers, a `loss_weights` value may be a non-trainable `keras.Variable` (its current value,
+every step), a schedule of the training step (any `keras.optimizers.schedules.LearningRateSchedule`,
+`kx.schedules` among them, evaluated inside the step from the optimizer's iteration count) or
+`kx.UncertaintyWeight()` (a learned weight); the whole argument may be `"uncertainty"` (every loss
+learned) or `"dwa"` (Dynamic Weight Average, updated at each epoch end).
+
+`LossWeights` is what compile makes of the argument: it validates it, gives the weighted term of
+each loss inside the step, and owns a layer (`layer`, attached to the model) with every variable
+and tracker that non-constant weights need, so that the model trains, saves and loads them and
+JAX's stateless step sees them. Only `UncertaintyWeight` is public.
+"""
+
+import math
+from collections.abc import Mapping
+
+import keras
+import numpy as np
+from keras import ops
+
+from kx import _keras
+from kx.backend import compiled, mirror, read_mirror
+
+__all__ = ["UncertaintyWeight"]
+
+_PACKAGE = "kx"
+_ATTRIBUTE = "_kx_loss_weights"  # the model attribute holding the layer; saved files name it
+_DWA_TEMPERATURE = 2.0  # Liu, Johns & Davison's T
+_TASKS = {"regression": 0.5, "classification": 1.0}  # factor of exp(-s) in the loss term
+# Steps at which a schedule is checked at compile: the first ones, then around powers of two.
+_PROBE_STEPS = sorted({*range(17), *(2**k + d for k in range(5, 31) for d in (-1, 0, 1))})
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class UncertaintyWeight:
+    """Learned weighting of one loss by homoscedastic uncertainty (Kendall, Gal & Cipolla, 2018).
+
+    The loss gets a trainable log-variance `s = log(sigma**2)`, a model variable (in
+    `model.trainable_variables`, saved with the model). Its term in the total is the paper's
+    negative log-likelihood: a noisier task (larger `s`) weighs less, and the `log(sigma)` term
+    keeps `s` from growing without bound. `compile(loss_weights="uncertainty")` gives every
+    loss `UncertaintyWeight()`. The effective weight is logged as `<name>_weight`.
+
+    Formula:
+
+        regression:      0.5 * exp(-s) * loss + 0.5 * s   # 1 / (2 sigma^2) * loss + log(sigma)
+        classification:        exp(-s) * loss + 0.5 * s   #     1 / sigma^2 * loss + log(sigma)
+
+    Args:
+        task: `"regression"` (a Gaussian likelihood, the paper's eq. 7) or `"classification"`
+            (a scaled softmax likelihood, eq. 10). Defaults to `"regression"`.
+        initial_log_variance: the value of `s` before training. Defaults to `0.0`.
+
+    Example:
+
+    >>> import keras, numpy as np, kx
+    >>> inputs = keras.Input((3,), name="x")
+    >>> model = kx.CustomModel(inputs, {"a": keras.layers.Dense(1)(inputs),
+    ...                                 "b": keras.layers.Dense(1)(inputs)})
+    >>> model.compile(optimizer="sgd", loss={
+    ...     "a": kx.LossDefinition("a", "a", "mse"), "b": kx.LossDefinition("b", "b", "mae")},
+    ...     loss_weights={"a": kx.UncertaintyWeight(), "b": kx.UncertaintyWeight()})
+    >>> sorted(v.path for v in model.trainable_variables if "log_variance" in v.path)
+    ['kx_loss_weights/a_log_variance', 'kx_loss_weights/b_log_variance']
+    """
+
+    def __init__(self, task="regression", initial_log_variance=0.0):
+        if task not in _TASKS:
+            raise ValueError(
+                f"UncertaintyWeight: expected `task` to be one of {sorted(_TASKS)}. "
+                f"Received: task={task!r}"
+            )
+        try:
+            initial = float(initial_log_variance)
+        except (TypeError, ValueError) as e:
+            raise TypeError(
+                "UncertaintyWeight: expected `initial_log_variance` to be a number. "
+                f"Received: {initial_log_variance!r}"
+            ) from e
+        if not math.isfinite(initial):
+            raise ValueError(
+                "UncertaintyWeight: expected a finite `initial_log_variance`. "
+                f"Received: {initial_log_variance!r}"
+            )
+        self.task = task
+        self.initial_log_variance = initial
+
+    def get_config(self):
+        return {"task": self.task, "initial_log_variance": self.initial_log_variance}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def __repr__(self):
+        return (
+            f"UncertaintyWeight(task={self.task!r}, "
+            f"initial_log_variance={self.initial_log_variance!r})"
+        )
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class _SavedVariable:
+    """A variable given as a loss weight, as the compile config saves it: its current value.
+
+    Loading makes a new non-trainable variable holding that value.
+    """
+
+    def __init__(self, variable):
+        self.variable = variable
+
+    def get_config(self):
+        value = keras.ops.convert_to_numpy(self.variable.value)
+        return {"value": value.item(), "dtype": self.variable.dtype, "name": self.variable.name}
+
+    @classmethod
+    def from_config(cls, config):
+        return keras.Variable(
+            config["value"], dtype=config["dtype"], trainable=False, name=config["name"]
+        )
+
+
+class _Variable:
+    def __init__(self, variable):
+        self.variable = variable
+
+
+class _Schedule:
+    def __init__(self, schedule):
+        self.schedule = schedule
+
+
+class _DynamicWeightAverage:
+    def __init__(self, index):
+        self.index = index
+
+
+class LossWeights(Mapping):
+    """`compile`'s `loss_weights`, validated: `{loss key: float | non-constant weight}`.
+
+    Keys missing from the mapping weigh 1.0.
+
+    Args:
+        loss_weights: the `compile` argument: None, a dict `{loss key or output name: weight}`,
+            `"uncertainty"` or `"dwa"`.
+        losses: the loss keys, in order.
+        taken: other keys that the logs hold (metric keys), which `<name>_weight` must not
+            repeat.
+    """
+
+    def __init__(self, loss_weights, losses, taken=()):
+        losses = list(losses)
+        self._weights = _parse(loss_weights, losses)
+        dynamic = {k: w for k, w in self._weights.items() if not isinstance(w, float)}
+        for key in dynamic:
+            if f"{key}_weight" in (*losses, *taken):
+                raise ValueError(
+                    f"The weight of loss {key!r} is logged as {key + '_weight'!r}, which is "
+                    f"also a loss or metric key. Rename that loss or metric."
+                )
+        self.layer = _LossWeightsState(dynamic) if dynamic else None
+        # What `get_compile_config` saves: variables as their values (see _SavedVariable).
+        self.compile_argument = _saveable(loss_weights)
+
+    def __getitem__(self, key):
+        return self._weights[key]
+
+    def __iter__(self):
+        return iter(self._weights)
+
+    def __len__(self):
+        return len(self._weights)
+
+    def term(self, model, key, value):
+        """The term of loss `key` (float32 value `value`) in the total, inside the step."""
+        weight = self._weights.get(key, 1.0)
+        if isinstance(weight, float):
+            return value if weight == 1.0 else value * weight
+        return self.layer.term(model, key, weight, value)
+
+    def callbacks(self, callbacks):
+        """`fit`'s callbacks with the ones these weights need (DWA's epoch-end update) first."""
+        if self.layer is None or self.layer.dwa_keys is None:
+            return callbacks
+        return [_DWACallback(self.layer), *(callbacks or [])]
+
+
+def attach(model, loss_weights):
+    """Sets `model._kx_loss_weights` to the layer of `loss_weights` (None: no layer)."""
+    layer = None if loss_weights is None else loss_weights.layer
+    if getattr(model, _ATTRIBUTE, None) is not layer:
+        _keras.replace_tracked_attribute(model, _ATTRIBUTE, layer)
+
+
+class _CurrentValue(keras.metrics.Metric):
+    """Logs the last value it was given (the weight in effect), per step and at epoch end."""
+
+    def __init__(self, name):
+        super().__init__(name=name, dtype="float32")
+        # "mean" across replicas: every replica holds the same weight.
+        self.current = self.add_variable((), "zeros", aggregation="mean", name="current")
+
+    def update_state(self, value):
+        self.current.assign(ops.cast(value, self.dtype))
+
+    def result(self):
+        return ops.convert_to_tensor(self.current)
+
+    def reset_state(self):
+        self.current.assign(ops.zeros((), self.dtype))
+
+
+class _LossWeightsState(keras.layers.Layer):
+    """The variables and `<name>_weight` trackers of non-constant loss weights.
+
+    Attached to the model at compile: uncertainty log-variances are then model trainable
+    variables, DWA's weights and epoch losses non-trainable ones, and the mirrors of variables and
+    of the optimizer's iteration count (see `kx.backend.mirror`) exist whatever the backend; all
+    are saved with the model. The trackers are metrics of the model.
+    """
+
+    def __init__(self, weights):
+        super().__init__(name="kx_loss_weights", dtype="float32")
+        self.trackers = {key: _CurrentValue(f"{key}_weight") for key in weights}
+        self.log_variances = {}
+        self.variable_mirrors = {}
+        self.iterations = None
+        self.dwa_keys = None
+        for key, weight in weights.items():
+            if isinstance(weight, UncertaintyWeight):
+                self.log_variances[key] = self.add_weight(
+                    shape=(), initializer=keras.initializers.Constant(
+                        weight.initial_log_variance), name=f"{key}_log_variance",
+                )  # fmt: skip
+            elif isinstance(weight, _Variable):
+                self.variable_mirrors[key] = mirror(self, f"{key}_weight_value", weight.variable)
+            elif isinstance(weight, _Schedule) and self.iterations is None:
+                self.iterations = mirror(self, "optimizer_iterations", None, "int32")
+        dwa = [key for key, weight in weights.items() if isinstance(weight, _DynamicWeightAverage)]
+        if dwa:
+            self.dwa_keys = dwa
+            n = len(dwa)
+            self.dwa_weights = self.add_weight(
+                shape=(n,), initializer="ones", trainable=False, name="dwa_weights"
+            )
+            # Rows: the epoch average of each loss one and two epochs ago.
+            self.dwa_epoch_losses = self.add_weight(
+                shape=(2, n), initializer="zeros", trainable=False, name="dwa_epoch_losses"
+            )
+            self.dwa_epochs = self.add_weight(
+                shape=(), initializer="zeros", trainable=False, name="dwa_epochs"
+            )
+        self.built = True
+
+    def term(self, model, key, weight, value):
+        extra = None
+        if isinstance(weight, _Variable):
+            factor = read_mirror(model, self.variable_mirrors[key], weight.variable)
+        elif isinstance(weight, _Schedule):
+            factor = weight.schedule(read_mirror(model, self.iterations))
+        elif isinstance(weight, UncertaintyWeight):
+            s = ops.cast(self.log_variances[key], "float32")
+            factor = _TASKS[weight.task] * ops.exp(-s)
+            # Loss values are already scaled for distribution (1/replicas); so must this be.
+            extra = _keras.scale_loss_for_distribution(0.5 * s)
+        else:
+            factor = self.dwa_weights[weight.index]
+        factor = ops.cast(factor, "float32")
+        self.trackers[key].update_state(ops.stop_gradient(factor))
+        term = factor * value
+        return term if extra is None else term + extra
+
+
+class _DWACallback(keras.callbacks.Callback):
+    """Dynamic Weight Average (Liu, Johns & Davison, CVPR 2019), updated at each epoch end.
+
+    With `L_k(t)` the average of loss k over epoch t (the unweighted value in the epoch logs),
+    `K` losses and temperature `T = 2`, epoch t + 1 weighs loss k by
+    `K * softmax_k(r(t) / T)` where `r_k(t) = L_k(t) / L_k(t - 1)`; the first two epochs weigh 1.
+    """
+
+    def __init__(self, state):
+        super().__init__()
+        self._state = state
+
+    def on_epoch_end(self, epoch, logs=None):
+        state = self._state  # on JAX, fit has written the epoch's state back to the variables
+        losses = []
+        for key in state.dwa_keys:
+            value = (logs or {}).get(key)
+            value = float("nan") if value is None else float(value)
+            if not math.isfinite(value) or value <= 0:
+                raise ValueError(
+                    f"loss_weights='dwa': expected every loss's epoch average to be finite and "
+                    f"> 0 (DWA weighs losses by the ratio of two epochs' averages). Received: "
+                    f"{key}={value} at epoch {epoch}."
+                )
+            losses.append(value)
+        losses = np.asarray(losses, "float64")
+        previous = ops.convert_to_numpy(state.dwa_epoch_losses.value).astype("float64")[0]
+        epochs = int(ops.convert_to_numpy(state.dwa_epochs.value)) + 1
+        weights = np.ones_like(losses)
+        if epochs >= 2:
+            ratios = losses / previous / _DWA_TEMPERATURE
+            exp = np.exp(ratios - ratios.max())
+            weights = len(losses) * exp / exp.sum()
+        state.dwa_epoch_losses.assign(np.stack([losses, previous]).astype("float32"))
+        state.dwa_epochs.assign(float(epochs))
+        state.dwa_weights.assign(weights.astype("float32"))
+
+
+def _parse(loss_weights, losses):
+    """`{loss key: float | _Variable | _Schedule | UncertaintyWeight | _DynamicWeightAverage}`."""
+    if loss_weights is None:
+        return {}
+    if isinstance(loss_weights, str):
+        if loss_weights == "uncertainty":
+            return {key: UncertaintyWeight() for key in losses}
+        if loss_weights == "dwa":
+            if len(losses) < 2:
+                raise ValueError(
+                    "loss_weights='dwa' balances several losses by their rates of change; "
+                    f"it needs at least two losses. Received the losses {losses}."
+                )
+            return {key: _DynamicWeightAverage(i) for i, key in enumerate(losses)}
+        raise ValueError(
+            "Expected `loss_weights` to be a dict {loss key: weight}, 'uncertainty' or 'dwa'. "
+            f"Received: loss_weights={loss_weights!r}"
+        )
+    if not isinstance(loss_weights, dict):
+        raise TypeError(
+            "Expected `loss_weights` to be a dict {loss key: weight} (missing keys weigh 1.0), "
+            f"'uncertainty' or 'dwa'. Received: loss_weights={loss_weights!r}"
+        )
+    parsed = {}
+    for name, weight in loss_weights.items():
+        key = name if name in losses else f"{name}_loss"
+        if key not in losses:
+            raise ValueError(
+                f"`loss_weights` names {name!r}, which matches no loss. Expected one of "
+                f"{losses}."
+            )
+        parsed[key] = _parse_one(name, weight)
+    uncertainty = [k for k, w in parsed.items() if isinstance(w, UncertaintyWeight)]
+    scheduled = [k for k, w in parsed.items() if isinstance(w, _Schedule)]
+    if uncertainty and scheduled:
+        raise ValueError(
+            f"`loss_weights` gives the losses {uncertainty} learned uncertainty weights and "
+            f"{scheduled} schedules. A schedule beside uncertainty weighting rescales what the "
+            "log-variances are learning to balance; use one or the other (a schedule, or "
+            "kx.UncertaintyWeight() for every loss whose weight should be learned)."
+        )
+    return parsed
+
+
+def _parse_one(name, weight):
+    where = f"`loss_weights[{name!r}]`"
+    if isinstance(weight, UncertaintyWeight):
+        return weight
+    if isinstance(weight, str) and weight in ("uncertainty", "dwa"):
+        raise TypeError(
+            f"{where}: a string weighs the whole dict (loss_weights='uncertainty' or 'dwa'). "
+            f"For one loss, use kx.UncertaintyWeight(). Received: {weight!r}"
+        )
+    if isinstance(weight, keras.Variable):
+        if weight.trainable:
+            raise ValueError(
+                f"{where} is a trainable keras.Variable: the optimizer would update it, with no "
+                "term that keeps it from collapsing to 0. To learn a loss weight, use "
+                "kx.UncertaintyWeight(); to set it yourself (a callback), create the variable "
+                "with trainable=False."
+            )
+        if tuple(weight.shape) != ():
+            raise ValueError(
+                f"{where}: expected a scalar keras.Variable. Received shape {tuple(weight.shape)}."
+            )
+        dtype = keras.backend.standardize_dtype(weight.dtype)
+        if dtype == "bool" or not (
+            keras.backend.is_float_dtype(dtype) or keras.backend.is_int_dtype(dtype)
+        ):
+            raise TypeError(f"{where}: expected a numeric keras.Variable. Received dtype {dtype}.")
+        _check_constant(where, float(ops.convert_to_numpy(weight.value)), "holds")
+        return _Variable(weight)
+    if isinstance(weight, keras.optimizers.schedules.LearningRateSchedule):
+        _check_schedule(where, weight)
+        return _Schedule(weight)
+    try:
+        if isinstance(weight, (bool, str)):
+            raise TypeError(type(weight).__name__)
+        value = float(weight)
+    except (TypeError, ValueError) as e:
+        raise TypeError(
+            f"{where}: expected a number, a non-trainable keras.Variable, a schedule "
+            "(keras.optimizers.schedules.LearningRateSchedule, e.g. kx.schedules.LinearWarmup) "
+            f"or kx.UncertaintyWeight(). Received: {weight!r}"
+        ) from e
+    _check_constant(where, value, "is")
+    return value
+
+
+def _check_constant(where, value, verb):
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{where} {verb} {value}; a loss weight must be finite and >= 0.")
+
+
+def _check_schedule(where, schedule):
+    """Evaluates the schedule at `_PROBE_STEPS` and around its boundaries, if it has any; a
+    negative value is traced back to the first step of its run (bisection from the last good
+    probe)."""
+    steps = set(_PROBE_STEPS)
+    for boundary in getattr(schedule, "boundaries", None) or ():
+        steps.update(int(boundary) + d for d in (-1, 0, 1) if int(boundary) + d >= 0)
+    steps = np.asarray(sorted(steps), "int32")
+    evaluate = _schedule_values(where, schedule)
+    values = evaluate(steps)
+    bad = np.flatnonzero(~np.isfinite(values) | (values < 0))
+    if not bad.size:
+        return
+    i = bad[0]
+    lo, hi = (int(steps[i - 1]), int(steps[i])) if i else (None, int(steps[0]))
+    while lo is not None and hi - lo > 1:
+        mid = (lo + hi) // 2
+        if evaluate(np.asarray([mid], "int32"))[0] >= 0:
+            lo = mid
+        else:
+            hi = mid
+    value = evaluate(np.asarray([hi], "int32"))[0]
+    raise ValueError(
+        f"{where}: the schedule {type(schedule).__name__} gives {value:.6g} at step {hi}; a loss "
+        "weight must be finite and >= 0 at every step."
+    )
+
+
+def _schedule_values(where, schedule):
+    """A function: int32 steps -> float64 values of `schedule`, compiled (one trace, not one
+    eager dispatch per op and step), vectorised when the schedule allows it."""
+    call = compiled(lambda step: ops.cast(schedule(step), "float32"))
+
+    def evaluate(steps):
+        try:
+            values = ops.convert_to_numpy(call(ops.convert_to_tensor(steps)))
+            if np.shape(values) == steps.shape:
+                return np.asarray(values, "float64")
+        except Exception:  # written for scalar steps (e.g. a `cond`): one step at a time below
+            pass
+        values = []
+        for step in steps:
+            value = ops.convert_to_numpy(call(ops.convert_to_tensor(step)))
+            if np.shape(value) != ():
+                raise ValueError(
+                    f"{where}: expected the schedule {type(schedule).__name__} to return a "
+                    f"scalar. Received shape {np.shape(value)} at step {int(step)}."
+                )
+            values.append(float(value))
+        return np.asarray(values, "float64")
+
+    return evaluate
+
+
+def _saveable(loss_weights):
+    if not isinstance(loss_weights, dict):
+        return loss_weights
+    return {
+        k: _SavedVariable(w) if isinstance(w, keras.Variable) else w
+        for k, w in loss_weights.items()
+    }

@@ -1,0 +1,401 @@
+"""Loss weights that change during training: variables, schedules, uncertainty weighting and DWA.
+
+References: the schedules' own values (Keras' classes; kx's against NumPy in test_schedules.py),
+NumPy forms of Kendall, Gal & Cipolla (2018) and of Liu, Johns & Davison's DWA (2019), and the
+values the step logs (per batch, recovered from Keras' running means).
+"""
+
+import keras
+import numpy as np
+import pytest
+from conftest import BACKEND, assert_close
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_model import data, kx_losses, two_output_model
+from test_model_scaling import torch_compile_without_codegen  # noqa: F401 (a fixture)
+
+import kx
+
+
+def arrays():
+    x, y, recon = data()
+    return {"x": x}, {"logits": y, "recon": recon}
+
+
+class BatchLogs(keras.callbacks.Callback):
+    """The logs of every training batch, one list per epoch."""
+
+    def __init__(self):
+        super().__init__()
+        self.epochs = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epochs.append([])
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.epochs[-1].append({k: float(v) for k, v in logs.items()})
+
+    def values(self, key):
+        return [log[key] for epoch in self.epochs for log in epoch]
+
+
+def per_batch(epoch_logs, key):
+    """The value of each batch, from the running means that Keras logs (equal batch sizes)."""
+    means = np.array([log[key] for log in epoch_logs], "float64")
+    totals = means * np.arange(1, len(means) + 1)
+    return np.diff(totals, prepend=0.0)
+
+
+def assert_total_is_weighted(recorder, weighted_key="mse", other="ce"):
+    """Each batch's total equals `other + weight * weighted_key` with the logged weight."""
+    for epoch in recorder.epochs:
+        weight = np.array([log[f"{weighted_key}_weight"] for log in epoch])
+        want = per_batch(epoch, other) + weight * per_batch(epoch, weighted_key)
+        assert_close(per_batch(epoch, "loss"), want, rtol=1e-4, atol=2e-5)
+
+
+def fit(loss_weights, epochs=2, callbacks=(), model=None, batch_size=16, **compile_kwargs):
+    x, y = arrays()
+    model = model or two_output_model()
+    if loss_weights is not None:
+        model.compile(optimizer=keras.optimizers.SGD(0.1), loss=kx_losses(),
+                      loss_weights=loss_weights, **compile_kwargs)  # fmt: skip
+    recorder = BatchLogs()
+    history = model.fit(x, y, batch_size=batch_size, epochs=epochs, shuffle=False, verbose=0,
+                        callbacks=[*callbacks, recorder])  # fmt: skip
+    return model, history.history, recorder
+
+
+# -- schedules -------------------------------------------------------------------------------------
+
+
+# torch.compile's tracing of a Keras step costs minutes of this CPU: on torch, one schedule runs
+# under jit_compile=True (the path is the same for every schedule), the rest eagerly.
+TORCH_EAGER = BACKEND == "torch"
+
+SCHEDULES = {
+    "kx_warmup": lambda: kx.schedules.LinearWarmup(5, value=0.8, start_value=0.1),
+    "keras_piecewise": lambda: keras.optimizers.schedules.PiecewiseConstantDecay([1, 3],
+                                                                                 [0.2, 0.6, 1.5]),
+}
+
+
+@pytest.mark.parametrize("name", SCHEDULES)
+def test_scheduled_weight_inside_jit_compile_equals_schedule_at_each_step(
+    name, torch_compile_without_codegen  # noqa: F811
+):
+    schedule = SCHEDULES[name]()
+    jit = not (TORCH_EAGER and name != "kx_warmup")
+    _, history, recorder = fit({"mse": schedule}, epochs=3, jit_compile=jit)
+    steps = len(recorder.values("mse_weight"))  # 3 epochs of 3 batches
+    want = [float(schedule(step)) for step in range(steps)]
+    assert_close(recorder.values("mse_weight"), want, rtol=1e-6)
+    assert_total_is_weighted(recorder)
+    assert_close(history["mse_weight"], want[2::3], rtol=1e-6)  # the epoch's last weight
+    assert "ce_weight" not in history  # constant weights are not logged
+
+
+@pytest.mark.skipif(BACKEND == "torch", reason="Keras refuses steps_per_execution > 1 on torch")
+def test_scheduled_weight_with_steps_per_execution_equals_one_step_at_a_time():
+    schedule = kx.schedules.LinearWarmup(5, value=0.8, start_value=0.1)
+    _, want, _ = fit({"mse": schedule}, epochs=3)
+    _, got, _ = fit({"mse": schedule}, epochs=3, steps_per_execution=3, jit_compile=True)
+    assert got.keys() == want.keys()
+    for key in want:
+        assert_close(got[key], want[key], rtol=1e-5, err_msg=key)
+
+
+def test_schedule_continues_after_save_and_load(tmp_path):
+    schedule = kx.schedules.LinearWarmup(8, value=1.0)
+    model, _, _ = fit({"mse": schedule}, epochs=1)
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    _, want, recorder = fit(None, epochs=1, model=model)
+    _, got, loaded_recorder = fit(None, epochs=1, model=loaded)
+    assert_close(loaded_recorder.values("mse_weight"), [float(schedule(s)) for s in (3, 4, 5)])
+    assert_close(loaded_recorder.values("mse_weight"), recorder.values("mse_weight"))
+    for key in want:
+        assert_close(got[key], want[key], rtol=1e-5, err_msg=key)
+
+
+# -- variables -------------------------------------------------------------------------------------
+
+
+class SetEachBatch(keras.callbacks.Callback):
+    """Assigns the variable it holds (not through `self.model`) before each batch."""
+
+    def __init__(self, variable):
+        super().__init__()
+        self.variable = variable
+        self.assigned = []
+
+    def on_train_batch_begin(self, batch, logs=None):
+        value = 0.25 * (len(self.assigned) % 5)
+        self.variable.assign(value)
+        self.assigned.append(value)
+
+
+def test_variable_set_by_a_callback_is_used_in_every_step():
+    weight = keras.Variable(1.0, trainable=False)
+    setter = SetEachBatch(weight)
+    model, history, recorder = fit({"mse": weight}, epochs=2, callbacks=[setter],
+                                   jit_compile=not TORCH_EAGER)  # fmt: skip
+    assert_close(recorder.values("mse_weight"), setter.assigned)
+    assert_total_is_weighted(recorder)
+    # Set outside fit, then evaluate: the new value is used there too.
+    weight.assign(3.0)
+    x, y = arrays()
+    logs = model.evaluate(x, y, verbose=0, return_dict=True)
+    assert_close(logs["mse_weight"], 3.0)
+    assert_close(logs["loss"], logs["ce"] + 3.0 * logs["mse"], rtol=1e-5)
+
+
+def test_variable_set_at_epoch_begin_changes_the_epoch():
+    weight = keras.Variable(0.0, trainable=False, dtype="float32")
+    anneal = keras.callbacks.LambdaCallback(on_epoch_begin=lambda e, logs: weight.assign(0.5 * e))
+    _, history, recorder = fit({"mse": weight}, epochs=3, callbacks=[anneal])
+    assert_close(history["mse_weight"], [0.0, 0.5, 1.0])
+    assert_total_is_weighted(recorder)
+
+
+def test_variable_value_is_saved_with_the_compile_state(tmp_path):
+    weight = keras.Variable(0.7, trainable=False)
+    model, _, _ = fit({"mse": weight}, epochs=1)
+    weight.assign(0.3)
+    model.save(str(tmp_path / "m.keras"))
+    loaded = keras.models.load_model(str(tmp_path / "m.keras"))
+    x, y = arrays()
+    logs = loaded.evaluate(x, y, verbose=0, return_dict=True)
+    assert_close(logs["mse_weight"], 0.3)
+    assert_close(logs["loss"], logs["ce"] + 0.3 * logs["mse"], rtol=1e-5)
+
+
+# -- uncertainty weighting -------------------------------------------------------------------------
+
+
+def uncertainty_total(losses, log_variances, tasks):
+    """Kendall, Gal & Cipolla (2018), eqs. 7 and 10 with s = log(sigma^2):
+    regression 1/(2 sigma^2) L + log sigma, classification 1/sigma^2 L + log sigma."""
+    total = 0.0
+    for loss, s, task in zip(losses, log_variances, tasks):
+        sigma2 = np.exp(s)
+        scale = 1.0 / (2.0 * sigma2) if task == "regression" else 1.0 / sigma2
+        total += scale * loss + np.log(np.sqrt(sigma2))
+    return total
+
+
+def test_uncertainty_total_equals_the_papers_formula():
+    x, y = arrays()
+    model = two_output_model()
+    tasks = ("classification", "regression")
+    model.compile(optimizer="sgd", loss=kx_losses(), loss_weights={
+        "ce": kx.UncertaintyWeight(tasks[0]), "mse": kx.UncertaintyWeight(tasks[1])})
+    variables = [v for v in model.trainable_variables if v.path.endswith("_log_variance")]
+
+    @settings(max_examples=8)
+    @given(st.lists(st.floats(-3.0, 3.0), min_size=2, max_size=2))
+    def check(log_variances):
+        for variable, s in zip(variables, log_variances):
+            variable.assign(s)
+        logs = model.evaluate(x, y, verbose=0, return_dict=True)
+        want = uncertainty_total([logs["ce"], logs["mse"]], log_variances, tasks)
+        assert_close(logs["loss"], want, rtol=1e-5, atol=1e-5)
+        for key, s, task in zip(("ce", "mse"), log_variances, tasks):
+            scale = 0.5 if task == "regression" else 1.0
+            assert_close(logs[f"{key}_weight"], scale * np.exp(-s), rtol=1e-5)
+
+    check()
+
+
+def log_variances(model):
+    return {v.path.split("/")[-1]: float(keras.ops.convert_to_numpy(v))
+            for v in model.trainable_variables if v.path.endswith("_log_variance")}  # fmt: skip
+
+
+def test_uncertainty_log_variances_are_trained_by_their_gradient():
+    """One SGD step: s <- s - lr * d/ds (c exp(-s) L + s / 2) = s - lr * (1/2 - c exp(-s) L)."""
+    x, y = arrays()
+    model = two_output_model()
+    lr, s0 = 0.1, {"ce": 0.3, "mse": -0.2}
+    model.compile(optimizer=keras.optimizers.SGD(lr), loss=kx_losses(), loss_weights={
+        "ce": kx.UncertaintyWeight("classification", s0["ce"]),
+        "mse": kx.UncertaintyWeight("regression", s0["mse"]),
+    })  # fmt: skip
+    assert set(log_variances(model)) == {"ce_log_variance", "mse_log_variance"}
+    logs = model.train_on_batch(x, y, return_dict=True)
+    got = log_variances(model)
+    for key, scale in (("ce", 1.0), ("mse", 0.5)):
+        grad = 0.5 - scale * np.exp(-s0[key]) * logs[key]
+        assert_close(got[f"{key}_log_variance"], s0[key] - lr * grad, rtol=1e-5, atol=1e-6)
+
+
+def test_uncertainty_for_every_loss_round_trips_through_save_and_load(tmp_path):
+    model, _, _ = fit("uncertainty", epochs=2)
+    trained = log_variances(model)
+    assert all(abs(s) > 1e-4 for s in trained.values())  # they moved from 0
+    model.save(str(tmp_path / "m.keras"))
+    loaded = keras.models.load_model(str(tmp_path / "m.keras"))
+    assert_close(list(log_variances(loaded).values()), list(trained.values()))
+    _, want, _ = fit(None, epochs=1, model=model)
+    _, got, _ = fit(None, epochs=1, model=loaded)
+    for key in want:
+        assert_close(got[key], want[key], rtol=1e-5, err_msg=key)
+
+
+def test_recompiling_drops_the_previous_weights_variables():
+    model = two_output_model()
+    n = len(model.trainable_variables)
+    model.compile(optimizer="sgd", loss=kx_losses(), loss_weights="uncertainty")
+    assert len(model.trainable_variables) == n + 2
+    model.compile(optimizer="sgd", loss=kx_losses(), loss_weights={"mse": 0.5})
+    assert len(model.trainable_variables) == n
+    assert not any(m.name.endswith("_weight") for m in model.metrics)
+    model.compile(optimizer="sgd", loss=kx_losses(), loss_weights="uncertainty")
+    model.compile(optimizer="sgd", loss={"logits": "mse"})  # stock Keras arguments
+    assert len(model.trainable_variables) == n
+
+
+class Net(kx.CustomModel):
+    def __init__(self):
+        super().__init__()
+        self.hidden = keras.layers.Dense(8, activation="tanh")
+        self.logits = keras.layers.Dense(3)
+        self.recon = keras.layers.Dense(2)
+
+    def call(self, inputs):
+        h = self.hidden(inputs["x"])
+        return {"logits": self.logits(h), "recon": self.recon(h)}
+
+
+def test_a_built_subclassed_model_takes_uncertainty_weights():
+    x, y = arrays()
+    model = Net()
+    model(x)  # built: Keras locks a subclassed model's state after build
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss=kx_losses(),
+                  loss_weights="uncertainty")  # fmt: skip
+    before = log_variances(model)
+    _, history, _ = fit(None, epochs=1, model=model)
+    assert {"ce_weight", "mse_weight"} <= set(history)
+    assert log_variances(model) != before
+
+
+# -- Dynamic Weight Average ------------------------------------------------------------------------
+
+
+def dwa_weights(previous, before, temperature=2.0):
+    """Liu, Johns & Davison (2019), eq. 1: K softmax(r / T) with r_k = L_k(t-1) / L_k(t-2)."""
+    r = np.asarray(previous) / np.asarray(before)
+    e = np.exp(r / temperature)
+    return len(r) * e / e.sum()
+
+
+def test_dwa_weights_follow_the_formula_on_the_logged_epoch_losses():
+    _, history, recorder = fit("dwa", epochs=4)
+    for key in ("ce", "mse"):
+        assert history[f"{key}_weight"][:2] == [1.0, 1.0]
+    for epoch in (2, 3):
+        want = dwa_weights(
+            [history["ce"][epoch - 1], history["mse"][epoch - 1]],
+            [history["ce"][epoch - 2], history["mse"][epoch - 2]],
+        )
+        got = [history["ce_weight"][epoch], history["mse_weight"][epoch]]
+        assert_close(got, want, rtol=1e-5)
+        # The weights are constant over the epoch, so the epoch total is their weighted sum.
+        assert_close(history["loss"][epoch],
+                     want[0] * history["ce"][epoch] + want[1] * history["mse"][epoch],
+                     rtol=1e-4)  # fmt: skip
+    assert_close(recorder.values("mse_weight")[6:9], [history["mse_weight"][2]] * 3)
+
+
+def test_dwa_state_round_trips_through_save_and_load(tmp_path):
+    model, _, _ = fit("dwa", epochs=2)
+    model.save(str(tmp_path / "m.keras"))
+    loaded = keras.models.load_model(str(tmp_path / "m.keras"))
+    _, want, _ = fit(None, epochs=2, model=model)
+    _, got, _ = fit(None, epochs=2, model=loaded)
+    assert want["ce_weight"][0] != 1.0  # the third epoch is weighted
+    for key in want:
+        assert_close(got[key], want[key], rtol=1e-5, err_msg=key)
+
+
+# -- logs ------------------------------------------------------------------------------------------
+
+
+def test_validation_logs_the_weights_too():
+    x, y = arrays()
+    model = two_output_model()
+    model.compile(optimizer="sgd", loss=kx_losses(),
+                  loss_weights={"mse": kx.schedules.LinearWarmup(10)})  # fmt: skip
+    history = model.fit(x, y, validation_data=(x, y), epochs=1, verbose=0).history
+    assert {"mse_weight", "val_mse_weight"} <= set(history)
+    assert_close(history["val_loss"], [history["val_ce"][0]
+                                       + history["val_mse_weight"][0] * history["val_mse"][0]],
+                 rtol=1e-5)  # fmt: skip
+
+
+# -- bad input -------------------------------------------------------------------------------------
+
+
+def compile_with(loss_weights, loss=None, metrics=None):
+    model = two_output_model()
+    model.compile(optimizer="sgd", loss=loss or kx_losses(), loss_weights=loss_weights,
+                  metrics=metrics)  # fmt: skip
+    return model
+
+
+def test_bad_loss_weights_are_clear_errors_at_compile():
+    with pytest.raises(ValueError, match=r"`loss_weights` names 'cee'.*\['ce', 'mse'\]"):
+        compile_with({"cee": 2.0})
+    with pytest.raises(ValueError, match=r"`loss_weights\['ce'\]` is -1.0; .*>= 0"):
+        compile_with({"ce": -1.0})
+    with pytest.raises(ValueError, match=r"`loss_weights\['ce'\]` is nan"):
+        compile_with({"ce": float("nan")})
+    with pytest.raises(TypeError, match=r"`loss_weights\['ce'\]`: expected a number"):
+        compile_with({"ce": "high"})
+    with pytest.raises(TypeError, match=r"For one loss, use kx.UncertaintyWeight\(\)"):
+        compile_with({"ce": "uncertainty"})
+    with pytest.raises(ValueError, match=r"'uncertainty' or 'dwa'. Received: .*'balanced'"):
+        compile_with("balanced")
+    with pytest.raises(TypeError, match=r"Expected `loss_weights` to be a dict"):
+        compile_with([1.0, 2.0])
+
+
+def test_a_schedule_that_goes_negative_names_the_step():
+    decay = keras.optimizers.schedules.PolynomialDecay(1.0, 100, end_learning_rate=-1.0)
+    match = r"`loss_weights\['mse'\]`: the schedule PolynomialDecay gives -0.02 at step 51; "
+    with pytest.raises(ValueError, match=match + r".*>= 0 at every step"):
+        compile_with({"mse": decay})
+
+
+def test_dwa_needs_two_losses():
+    with pytest.raises(ValueError, match=r"'dwa' .* needs at least two losses.*\['ce'\]"):
+        compile_with("dwa", loss={"ce": kx_losses()["ce"]})
+
+
+def test_a_trainable_variable_points_to_uncertainty_weight():
+    with pytest.raises(ValueError, match=r"trainable keras.Variable.*kx.UncertaintyWeight\(\)"):
+        compile_with({"mse": keras.Variable(1.0)})
+    with pytest.raises(ValueError, match=r"expected a scalar keras.Variable.*\(2,\)"):
+        compile_with({"mse": keras.Variable([1.0, 2.0], trainable=False)})
+    with pytest.raises(ValueError, match=r"`loss_weights\['mse'\]` holds -2.0"):
+        compile_with({"mse": keras.Variable(-2.0, trainable=False)})
+
+
+def test_a_schedule_beside_uncertainty_weighting_is_refused():
+    with pytest.raises(ValueError, match=r"\['ce'\] learned uncertainty weights and \['mse'\] "
+                                         r"schedules"):  # fmt: skip
+        compile_with({"ce": kx.UncertaintyWeight(), "mse": kx.schedules.LinearWarmup(10)})
+
+
+def test_uncertainty_weight_arguments():
+    with pytest.raises(ValueError, match=r"`task` to be one of \['classification', 'regression'"):
+        kx.UncertaintyWeight("segmentation")
+    with pytest.raises(ValueError, match=r"finite `initial_log_variance`"):
+        kx.UncertaintyWeight(initial_log_variance=float("inf"))
+
+
+def test_a_weight_log_key_that_repeats_a_metric_key_is_refused():
+    metric = kx.MetricDefinition("logits", "logits", keras.metrics.SparseCategoricalAccuracy())
+    with pytest.raises(ValueError, match=r"logged as 'mse_weight', which is also a loss or"):
+        compile_with({"mse": kx.schedules.LinearWarmup(3)}, metrics={"mse_weight": metric})
