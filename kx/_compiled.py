@@ -15,7 +15,7 @@ from keras import ops
 from kx import _keras
 from kx._structure import DEFAULT_OUTPUT_NAME, named_inputs, named_outputs, named_targets
 from kx.definitions import ExtendedLoss, ExtendedMetric, LossDefinition, MetricDefinition
-from kx.loss_weights import LossWeights
+from kx._loss_weights import LossWeights
 
 _RESERVED_KEYS = ("loss",)
 
@@ -95,7 +95,7 @@ class CompiledDefinitions:
         self.loss_weights = LossWeights(
             loss_weights, self.losses, taken=(*self.metrics, *self.python_metrics)
         )
-        # What `serialize` saves: variables as their values (see kx/loss_weights.py).
+        # What `serialize` saves: variables as their values (see kx/_loss_weights.py).
         self.arguments["loss_weights"] = self.loss_weights.compile_argument
         if output_names is not None:
             everything = (*self.losses.items(), *self.metrics.items(), *self.python_metrics.items())

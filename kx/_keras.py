@@ -59,6 +59,10 @@ PRIVATE_ATTRIBUTES = (
     "_tracker",
 )
 
+# The private attributes in which a `keras.metrics.Metric` holds its variables (a stateless copy
+# of a kx metric leaves them out).
+METRIC_STATE_ATTRIBUTES = ("_variables", "_tracker")
+
 # Private trainer hooks that kx overrides (model.py, backend/): the symbolic build that Keras
 # runs before the first step (kx builds its definitions' metrics there; TensorFlow's multi-worker
 # strategy needs a fix in it, see backend/tensorflow.py).

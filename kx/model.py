@@ -18,7 +18,7 @@ from kx import _class_weight, _keras
 from kx._compiled import CompiledDefinitions, uses_definitions
 from kx._structure import named_targets, output_names
 from kx.backend import TrainStep
-from kx.loss_weights import attach as attach_loss_weights
+from kx._loss_weights import attach as attach_loss_weights
 
 __all__ = ["CustomModel"]
 
@@ -176,6 +176,7 @@ class CustomModel(TrainStep, keras.Model):
                 evaluator = self._kx_evaluator(
                     x, y, sample_weight, validation_split, validation_data,
                     kwargs.get("validation_batch_size") or batch_size,
+                    kwargs.get("validation_steps"),
                 )  # fmt: skip
                 callbacks = [evaluator, *(callbacks or [])] if evaluator else callbacks
             callbacks = self._kx.loss_weights.callbacks(callbacks)

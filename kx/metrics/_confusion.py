@@ -42,6 +42,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from kx import _keras
 from kx.backend import compiled, count_ids, first_argmax, value_range
 
 TASKS = ("binary", "multiclass", "multilabel")
@@ -407,8 +408,7 @@ _STATE_ATTRIBUTES = (
     "weighted_counts",
     "squared_distance",
     "invalid",
-    "_variables",
-    "_tracker",
+    *_keras.METRIC_STATE_ATTRIBUTES,
     "_kx_compiled",
 )
 
