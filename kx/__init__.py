@@ -5,9 +5,9 @@ callbacks, data and loss-weight schedules live in their submodules.
 """
 
 from kx import callbacks, data, losses, metrics, schedules
+from kx._loss_weights import UncertaintyWeight
 from kx.data import DataGenerator
 from kx.definitions import ExtendedLoss, ExtendedMetric, LossDefinition, MetricDefinition
-from kx._loss_weights import UncertaintyWeight
 from kx.model import CustomModel
 from kx.weights import class_weights, sample_weights
 

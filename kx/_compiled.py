@@ -13,9 +13,9 @@ import keras
 from keras import ops
 
 from kx import _keras
+from kx._loss_weights import LossWeights
 from kx._structure import DEFAULT_OUTPUT_NAME, named_inputs, named_outputs, named_targets
 from kx.definitions import ExtendedLoss, ExtendedMetric, LossDefinition, MetricDefinition
-from kx._loss_weights import LossWeights
 
 _RESERVED_KEYS = ("loss",)
 

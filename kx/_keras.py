@@ -43,6 +43,9 @@ from keras.src.trainers.data_adapters.array_slicing import (  # noqa: F401
     train_validation_split,
 )
 
+# Whether a TensorFlow graph is being traced (some losses check labels eagerly only).
+from keras.src.utils.backend_utils import in_tf_graph  # noqa: F401
+
 # Whether a JAX trace is in progress.
 from keras.src.utils.jax_utils import is_in_jax_tracing_scope
 

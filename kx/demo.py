@@ -4,11 +4,16 @@ Why kx exists, on scikit-learn's bundled digits with classes 5-9 cut to a few sa
 same two-output model (digit logits and a reconstruction of the image) is trained the stock Keras
 way and the kx way. Stock Keras refuses `class_weight` for a model with two outputs, so its user
 trains without; kx takes `class_weight="balanced"`, weighs the classification loss only, and logs
-every loss and per-class metric. The per-class recall on the validation split is printed side by
-side. Runs on any Keras backend (`KERAS_BACKEND`), on the CPU.
+every loss and per-class metric, keeps the best model (`kx.callbacks.BestModel`), prints a few
+validation samples each epoch (`kx.callbacks.PrintEvaluate`) and reads a per-class report from
+its metric's state (`kx.callbacks.ClassificationReport`). The per-class recall on the validation
+split is printed side by side. Runs on any Keras backend (`KERAS_BACKEND`), on the CPU.
 """
 
 import argparse
+import json
+import os
+import tempfile
 import time
 
 import keras
@@ -36,6 +41,18 @@ def imbalanced_digits(seed=0, keep_rare=0.06):
 def reconstruction_error(inputs_targets, outputs):
     """Per-sample mean absolute error between the image and its reconstruction."""
     return keras.ops.mean(keras.ops.abs(outputs["recon"] - inputs_targets["image"]), axis=-1)
+
+
+@keras.saving.register_keras_serializable(package="kx_demo")
+class DigitsModel(kx.CustomModel):
+    """The kx model, with tfaip's per-sample print for `kx.callbacks.PrintEvaluate`."""
+
+    def print_evaluate(self, sample, print_fn=print):
+        logits = sample["outputs"]["logits"]
+        p = np.exp(logits - logits.max())
+        p /= p.sum()
+        pred, truth = int(p.argmax()), int(sample["targets"]["label"])
+        print_fn(f"PRED/GT: {pred} {'==' if pred == truth else '!='} {truth} (p = {p[pred]:.2f})")
 
 
 def build_model(cls, seed):
@@ -76,8 +93,13 @@ def train_stock(x, y, epochs, seed):
     return model, refused
 
 
-def train_kx(x, y, epochs, seed, verbose=True):
-    model = build_model(kx.CustomModel, seed)
+def train_kx(x, y, epochs, seed, directory, verbose=True):
+    """The kx way: class weights, every loss and per-class metric logged, the best model kept,
+    a few validation samples printed each epoch and a per-class report at the end."""
+    model = build_model(DigitsModel, seed)
+    scores = kx.metrics.ClassificationMetrics(
+        num_classes=10, metrics=("recall", "f1"), from_logits=True
+    )
     model.compile(
         optimizer=keras.optimizers.Adam(3e-3),
         loss={
@@ -89,20 +111,30 @@ def train_kx(x, y, epochs, seed, verbose=True):
         loss_weights={"ce": 1.0, "recon": 0.5},
         metrics={
             "acc": kx.MetricDefinition("label", "logits", "accuracy"),
-            "cls": kx.MetricDefinition(
-                "label", "logits",
-                kx.metrics.ClassificationMetrics(
-                    num_classes=10, metrics=("recall", "f1"), from_logits=True
-                ),
-            ),
+            "cls": kx.MetricDefinition("label", "logits", scores),
         },
     )
+    split = int(np.floor(len(y) * 0.75))  # the last quarter validates, as validation_split
+    train = ({"image": x[:split]}, {"label": y[:split]})
+    validation = ({"image": x[split:]}, {"label": y[split:]})
+    report = kx.callbacks.ClassificationReport(scores, print_fn=None)
+    callbacks = [
+        kx.callbacks.BestModel(directory),  # best.keras, last.keras and best.json
+        kx.callbacks.PrintEvaluate(2, validation_data=validation,
+                                   print_fn=_indented if verbose else lambda line: None),
+        report,
+    ]
+    if verbose:
+        callbacks.insert(0, _EpochPrinter())
     history = model.fit(
-        {"image": x}, {"label": y},
-        validation_split=0.25, class_weight="balanced", epochs=epochs, batch_size=32,
-        verbose=0, callbacks=[_EpochPrinter()] if verbose else None,
+        *train, validation_data=validation, class_weight="balanced", epochs=epochs,
+        batch_size=32, verbose=0, callbacks=callbacks,
     )  # fmt: skip
-    return model, history
+    return model, history, report
+
+
+def _indented(line):
+    print(f"            {line}")
 
 
 class _EpochPrinter(keras.callbacks.Callback):
@@ -137,14 +169,22 @@ def main(epochs=15, seed=0):
     print(f"\nstock keras.Model, {epochs} epochs: ", end="")
     print(f"fit(class_weight=...) was refused:\n  {refused}\n  so it trains without class "
           "weights." if refused else "trained with class weights.")
-    print(f"\nkx.CustomModel, {epochs} epochs, class_weight='balanced':")
-    model, _ = train_kx(x, y, epochs, seed)
+    print(f"\nkx.CustomModel, {epochs} epochs, class_weight='balanced' (two validation "
+          "samples printed per epoch by kx.callbacks.PrintEvaluate):")
+    directory = tempfile.mkdtemp(prefix="kx_demo_")
+    model, _, report = train_kx(x, y, epochs, seed, directory)
     elapsed = time.perf_counter() - start
     x_val, y_val = {"image": x[split:]}, y[split:]
     stock_pred = np.argmax(stock.predict(x_val, verbose=0)["logits"], -1)
     kx_pred = np.argmax(model.predict(x_val, verbose=0)["logits"], -1)
     table, _, _ = recall_table(y_val, stock_pred, kx_pred, train_counts)
     print(f"\nper-class recall on the validation split ({len(y_val)} digits):\n{table}")
+    with open(os.path.join(directory, "best.json")) as f:
+        best = json.load(f)
+    print(f"\nkx.callbacks.BestModel kept epoch {best['epoch'] + 1} ({best['monitor']} = "
+          f"{best['value']:.4f}) in {directory}/best.keras")
+    print(f"kx.callbacks.ClassificationReport of the last epoch: macro F1 "
+          f"{report.report['macro avg']['f1-score']:.3f}, accuracy {report.report['accuracy']:.3f}")
     print(f"\nboth models trained in {elapsed:.1f} s")
     return model
 

@@ -16,9 +16,9 @@ import numpy as np
 
 from kx import _class_weight, _keras
 from kx._compiled import CompiledDefinitions, uses_definitions
+from kx._loss_weights import attach as attach_loss_weights
 from kx._structure import named_targets, output_names
 from kx.backend import TrainStep
-from kx._loss_weights import attach as attach_loss_weights
 
 __all__ = ["CustomModel"]
 

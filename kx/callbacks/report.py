@@ -13,7 +13,7 @@ class ClassificationReport(keras.callbacks.Callback):
 
     The table is read from the confusion counts of a kx classification metric compiled into
     the model (`kx.metrics.ClassificationMetrics`, `kx.metrics.ConfusionMatrix`, ... through
-    their `confusion_matrix()`), as they stand after the validation pass: no second pass over
+    their `class_counts()`; a binary one's `confusion_matrix()`), as they stand after the validation pass: no second pass over
     the data. Its numbers are those of `sklearn.metrics.classification_report(y_val,
     y_pred, labels=range(num_classes), zero_division=metric.zero_division)`, sample weights
     included; `report` holds the last one as scikit-learn's `output_dict=True` dict.
@@ -112,14 +112,20 @@ class ClassificationReport(keras.callbacks.Callback):
                 f"ClassificationReport: the metric {metric.name!r} has no state: it was not "
                 "updated. Pass the metric object given to the model's compile."
             )
-        counts = np.asarray(keras.ops.convert_to_numpy(metric.confusion_matrix()), "float64")
+        task = getattr(metric, "task", None)
+        if task == "multiclass" and getattr(metric, "top_k", 1) == 1:
+            # Per-class counts: every multiclass state has them, the (C, C) matrix only some.
+            counts = np.asarray(keras.ops.convert_to_numpy(metric.class_counts()), "float64")
+        else:
+            counts = np.asarray(keras.ops.convert_to_numpy(metric.confusion_matrix()), "float64")
         if counts.sum() == 0:
             raise ValueError(
                 f"ClassificationReport: the metric {metric.name!r} holds no counts after "
                 "validation. Pass the metric object given to the model's compile (a copy is "
                 "not updated)."
             )
-        task = getattr(metric, "task", None)
+        if task == "multiclass" and getattr(metric, "top_k", 1) == 1:
+            return self._from_class_counts(counts)
         if counts.ndim == 2:
             return self._from_matrix(counts)
         if task == "binary":  # [[tn, fp], [fn, tp]] is the 2x2 confusion matrix
@@ -154,6 +160,14 @@ class ClassificationReport(keras.callbacks.Callback):
         rows = self._rows(tp, matrix.sum(0) - tp, matrix.sum(1) - tp)
         report = dict(zip(self._names(len(tp)), rows))
         report["accuracy"] = _ratio(tp.sum(), matrix.sum(), self._zero_division())
+        report.update(self._averages(rows))
+        return report
+
+    def _from_class_counts(self, counts):
+        tp, fp, fn = counts[:, 1, 1], counts[:, 0, 1], counts[:, 1, 0]
+        rows = self._rows(tp, fp, fn)
+        report = dict(zip(self._names(len(tp)), rows))
+        report["accuracy"] = _ratio(tp.sum(), (tp + fn).sum(), self._zero_division())
         report.update(self._averages(rows))
         return report
 

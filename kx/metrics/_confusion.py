@@ -599,6 +599,24 @@ class ConfusionState(keras.metrics.Metric):
         if self.built:
             super().reset_state()
 
+    def class_counts(self):
+        """Per-class (one-vs-rest) counts as float32 `(C, 2, 2)`, `[[tn, fp], [fn, tp]]` for
+        each class or label, whatever the state keeps; NaN once an invalid value was counted.
+
+        Example:
+
+        >>> import keras, kx
+        >>> m = kx.metrics.ClassificationMetrics(num_classes=3)
+        >>> m.update_state([0, 1, 2, 2], [[1., 0, 0], [0, 1, 0], [0, 1, 0], [0, 0, 1]])
+        >>> keras.ops.convert_to_numpy(m.class_counts())[2].tolist()  # 2 samples, 1 found
+        [[2.0, 0.0], [1.0, 1.0]]
+        """
+        self._require_built()
+        counts = Counts(_combined(self.counts.value, self.weighted_counts.value), self.layout)
+        stacked = ops.reshape(ops.stack([counts.tn, counts.fp, counts.fn, counts.tp], -1),
+                              (-1, 2, 2))
+        return ops.where(self.invalid.value > 0, float("nan"), stacked)
+
     def confusion_matrix(self):
         """The current counts as float32: `(C, C)` (multiclass, when the state keeps the
         matrix) or `(labels, 2, 2)`; NaN once an invalid value was counted."""
