@@ -13,10 +13,10 @@ class ClassificationReport(keras.callbacks.Callback):
 
     The table is read from the confusion counts of a kx classification metric compiled into
     the model (`kx.metrics.ClassificationMetrics`, `kx.metrics.ConfusionMatrix`, ... through
-    their `class_counts()`; a binary one's `confusion_matrix()`), as they stand after the validation pass: no second pass over
-    the data. Its numbers are those of `sklearn.metrics.classification_report(y_val,
-    y_pred, labels=range(num_classes), zero_division=metric.zero_division)`, sample weights
-    included; `report` holds the last one as scikit-learn's `output_dict=True` dict.
+    their `class_counts()`, or a binary one's `confusion_matrix()`), as they stand after the
+    validation pass: no second pass over the data. Its numbers are those of
+    `sklearn.metrics.classification_report(y_val, y_pred, labels=range(num_classes),
+    zero_division=metric.zero_division)`, sample weights included; `report` holds the last one as scikit-learn's `output_dict=True` dict.
     Multilabel metrics give per-label rows and the micro, macro and weighted averages
     (scikit-learn's "samples avg" needs per-sample data and is left out). Multiclass metrics
     with `top_k > 1` have no single prediction per sample and are refused.
