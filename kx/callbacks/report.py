@@ -16,7 +16,8 @@ class ClassificationReport(keras.callbacks.Callback):
     their `class_counts()`, or a binary one's `confusion_matrix()`), as they stand after the
     validation pass: no second pass over the data. Its numbers are those of
     `sklearn.metrics.classification_report(y_val, y_pred, labels=range(num_classes),
-    zero_division=metric.zero_division)`, sample weights included; `report` holds the last one as scikit-learn's `output_dict=True` dict.
+    zero_division=metric.zero_division)`, sample weights included; `report` holds the last
+    one as scikit-learn's `output_dict=True` dict.
     Multilabel metrics give per-label rows and the micro, macro and weighted averages
     (scikit-learn's "samples avg" needs per-sample data and is left out). Multiclass metrics
     with `top_k > 1` have no single prediction per sample and are refused.
