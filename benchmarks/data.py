@@ -229,7 +229,7 @@ def main():
     parser.add_argument("--files", type=int, default=20_000)
     parser.add_argument("--decode-files", type=int, default=2_000)
     parser.add_argument("--decode-epochs", type=int, default=5)
-    parser.add_argument("--only", choices=["in-memory", "balanced", "loader", "decode"])
+    parser.add_argument("--only", choices=["decode"], help="run only this section")
     args = parser.parse_args()
 
     x0, y0 = load_digits(return_X_y=True)
