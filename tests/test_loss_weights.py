@@ -159,6 +159,16 @@ def test_variable_set_at_epoch_begin_changes_the_epoch():
     assert_total_is_weighted(recorder)
 
 
+def test_a_variable_left_alone_keeps_its_value_over_several_fits():
+    """The step's state is donated to the compiled function on JAX; the variable is not."""
+    weight = keras.Variable(0.4, trainable=False)
+    model, _, _ = fit({"mse": weight}, epochs=1)
+    _, history, recorder = fit(None, epochs=1, model=model)
+    assert_close(recorder.values("mse_weight"), [0.4] * 3)
+    assert_close(weight, 0.4)
+    assert_total_is_weighted(recorder)
+
+
 def test_variable_value_is_saved_with_the_compile_state(tmp_path):
     weight = keras.Variable(0.7, trainable=False)
     model, _, _ = fit({"mse": weight}, epochs=1)

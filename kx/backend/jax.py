@@ -99,8 +99,14 @@ def _refresh(model):
     """Copies each source variable into its mirror; returns the (mirror, source) pairs."""
     pairs = [(weight, source) for _, weight, source in _mirrors(model) if source is not None]
     for weight, source in pairs:
-        weight.assign(source.value)
+        weight.assign(_copy(source.value))
     return pairs
+
+
+def _copy(value):
+    """A new buffer: the train function donates the state's buffers, and the source keeps its
+    own."""
+    return jnp.array(value, copy=True)
 
 
 class _RefreshMirrors(keras.callbacks.Callback):
@@ -123,7 +129,7 @@ class _RefreshMirrors(keras.callbacks.Callback):
         for k in changed:
             weight, source = self._pairs[k]
             self._seen[k] = source.value
-            weight.assign(self._seen[k])
+            weight.assign(_copy(self._seen[k]))
 
 
 def first_argmax(x):
