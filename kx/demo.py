@@ -120,8 +120,7 @@ def train_kx(x, y, epochs, seed, directory, verbose=True):
     report = kx.callbacks.ClassificationReport(scores, print_fn=None)
     callbacks = [
         kx.callbacks.BestModel(directory),  # best.keras, last.keras and best.json
-        kx.callbacks.PrintEvaluate(2, validation_data=validation,
-                                   print_fn=_indented if verbose else lambda line: None),
+        kx.callbacks.PrintEvaluate(2, print_fn=_indented if verbose else lambda line: None),
         report,
     ]
     if verbose:

@@ -182,6 +182,7 @@ class CustomModel(TrainStep, keras.Model):
             callbacks = self._kx.loss_weights.callbacks(callbacks)
             class_weight = None  # Keras never sees them
         self._kx_set_step_class_weights(step_class_weights)
+        _hand_validation_data(callbacks, x, y, sample_weight, validation_split, validation_data)
         return super().fit(
             x, y, batch_size=batch_size, epochs=epochs, verbose=verbose,
             callbacks=callbacks, validation_split=validation_split,
@@ -490,6 +491,27 @@ class _CompiledMetrics:
 
 def _numpy(named):
     return {k: keras.ops.convert_to_numpy(v) for k, v in named.items()}
+
+
+def _hand_validation_data(callbacks, x, y, sample_weight, validation_split, validation_data):
+    """fit's validation set, for the kx.callbacks.PrintEvaluate given none (Keras does not
+    hand callbacks the validation set)."""
+    from kx.callbacks import PrintEvaluate
+
+    waiting = [c for c in callbacks or () if isinstance(c, PrintEvaluate)
+               and c.validation_data is None]
+    if not waiting:
+        return
+    if validation_data is None and validation_split and y is not None:
+        _, validation_data = _keras.train_validation_split(
+            (x, y, sample_weight), validation_split
+        )
+    if isinstance(validation_data, (tuple, list)) and len(validation_data) == 3 and (
+        validation_data[2] is None
+    ):
+        validation_data = validation_data[:2]
+    for callback in waiting:
+        callback.validation_data = validation_data
 
 
 def _validation_targets(validation_data):

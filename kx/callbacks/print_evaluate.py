@@ -21,14 +21,17 @@ class PrintEvaluate(keras.callbacks.Callback):
     (`PRED/GT: 3 == 3 (p = 0.97)` for a class target and output); override it to decode
     predictions your way. A `keras.Model` without the hook gets the same default line.
 
-    Keras does not hand callbacks the validation set, so pass it here (the same as `fit`'s).
+    Keras does not hand callbacks the validation set: `kx.CustomModel.fit` hands its own
+    (`validation_data`, or the `validation_split` of array data) to a `PrintEvaluate` given
+    none; with another model, pass it here.
 
     Args:
         n: number of samples. Defaults to `5`.
         validation_data: a tuple `(x, y)` / `(x, y, sample_weight)` of arrays or dicts of
             arrays, a `keras.utils.PyDataset` (`kx.DataGenerator`), a `tf.data.Dataset`, a
             torch `DataLoader` or a generator; read at the start of training until `n`
-            samples are taken (a generator's batches are consumed).
+            samples are taken (a generator's batches are consumed). Defaults to `None`: the
+            validation set of `kx.CustomModel.fit`.
         print_fn: what the hook prints with. Defaults to `print`.
 
     Example:
@@ -49,7 +52,7 @@ class PrintEvaluate(keras.callbacks.Callback):
     (2, True)
     """
 
-    def __init__(self, n=5, *, validation_data, print_fn=print):
+    def __init__(self, n=5, *, validation_data=None, print_fn=print):
         super().__init__()
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"PrintEvaluate: expected `n` to be a positive integer. Received: "
@@ -57,13 +60,19 @@ class PrintEvaluate(keras.callbacks.Callback):
         if not callable(print_fn):
             raise TypeError(f"PrintEvaluate: expected `print_fn` to be callable. Received: "
                             f"{print_fn!r}")
-        _sources.check_source("PrintEvaluate", validation_data, steps=n)
+        if validation_data is not None:
+            _sources.check_source("PrintEvaluate", validation_data, steps=n)
         self.n = n
         self.validation_data = validation_data
         self.print_fn = print_fn
         self._samples = None
 
     def on_train_begin(self, logs=None):
+        if self.validation_data is None:
+            raise ValueError(
+                "PrintEvaluate: no validation data. Pass `validation_data=` to PrintEvaluate, "
+                "or fit a kx.CustomModel with `validation_data` or `validation_split`."
+            )
         if self._samples is None:
             self._samples = _sources.first_samples(
                 "PrintEvaluate", self.validation_data, self.n, steps=self.n

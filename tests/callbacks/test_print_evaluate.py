@@ -77,7 +77,28 @@ def test_bad_arguments():
     x, y = _data(4)
     with pytest.raises(ValueError, match="positive integer"):
         kx.callbacks.PrintEvaluate(0, validation_data=(x, y))
-    with pytest.raises(TypeError, match="validation_data"):
-        kx.callbacks.PrintEvaluate(3)
+    plain = keras.Sequential([keras.Input((5,)), keras.layers.Dense(1)])
+    plain.compile("sgd", "mse")
+    with pytest.raises(ValueError, match="no validation data"):
+        plain.fit(x, y, epochs=1, verbose=0, callbacks=[kx.callbacks.PrintEvaluate(3)])
     with pytest.raises(TypeError, match="callable"):
         kx.callbacks.PrintEvaluate(3, validation_data=(x, y), print_fn="stdout")
+
+
+@pytest.mark.parametrize("how", ["validation_split", "validation_data"])
+def test_custom_model_fit_hands_its_validation_set(how):
+    """PrintEvaluate(n) with no data: kx.CustomModel.fit gives it the split it validates on."""
+    x, y = _data(20)
+    inputs = keras.Input((5,), name="x")
+    model = Recorder(inputs, {"probs": keras.layers.Dense(3, activation="softmax")(inputs)})
+    model.samples = []
+    model.compile("adam", loss={"ce": kx.LossDefinition(
+        "label", "probs", "sparse_categorical_crossentropy")})
+    kwargs = ({"validation_split": 0.25} if how == "validation_split"
+              else {"validation_data": ({"x": x[15:]}, {"label": y[15:]})})
+    lines = []
+    model.fit({"x": x}, {"label": y}, epochs=2, verbose=0, class_weight={0: 2.0},
+              callbacks=[kx.callbacks.PrintEvaluate(2, print_fn=lines.append)], **kwargs)
+    assert len(lines) == 4
+    for i, sample in enumerate(model.samples[:2]):  # both ways: the last quarter
+        assert_close(sample["inputs"]["x"], x[15 + i])
