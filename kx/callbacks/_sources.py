@@ -12,6 +12,8 @@ import itertools
 import keras
 import numpy as np
 
+from kx import _structure
+
 
 def check_source(owner, source, steps=None):
     """Raises early when `source` is not a validation source, or is endless without `steps`."""
@@ -96,6 +98,22 @@ def first_samples(owner, source, n, steps=None):
             break
     x, y, sample_weight = (concatenate([p[i] for p in parts]) for i in range(3))
     return keras.tree.map_structure(lambda v: None if v is None else v[:n], (x, y, sample_weight))
+
+
+def predict_named(model, samples):
+    """The model's outputs for `first_samples`' `(x, y, sample_weight)`, with the inputs and
+    targets: `{"inputs": {...}, "targets": {...}, "outputs": {...}}` of NumPy batches by name."""
+    x, y, _ = samples
+    y_pred = model.predict_on_batch(x)
+    named = {
+        "inputs": _structure.named_inputs(model, x),
+        "targets": _structure.named_targets(model, y),
+        "outputs": _structure.named_outputs(model, y_pred),
+    }
+    return {
+        part: {k: keras.ops.convert_to_numpy(v) for k, v in values.items()}
+        for part, values in named.items()
+    }
 
 
 def concatenate(values):

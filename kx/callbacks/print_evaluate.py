@@ -3,7 +3,6 @@
 import keras
 import numpy as np
 
-from kx import _structure
 from kx.callbacks import _format, _sources
 
 __all__ = ["PrintEvaluate"]
@@ -87,17 +86,7 @@ class PrintEvaluate(keras.callbacks.Callback):
 
     def samples(self):
         """The un-batched samples with the current model's outputs, a list of dicts."""
-        x, y, _ = self._samples
-        y_pred = self.model.predict_on_batch(x)
-        named = {
-            "inputs": _structure.named_inputs(self.model, x),
-            "targets": _structure.named_targets(self.model, y),
-            "outputs": _structure.named_outputs(self.model, y_pred),
-        }
-        named = {
-            part: {k: keras.ops.convert_to_numpy(v) for k, v in values.items()}
-            for part, values in named.items()
-        }
+        named = _sources.predict_named(self.model, self._samples)
         count = len(next(iter(named["targets"].values())))
         return [
             {part: _row(values, i) for part, values in named.items()}

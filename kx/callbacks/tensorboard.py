@@ -12,7 +12,6 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from kx import _structure
 from kx.callbacks import _sources
 
 __all__ = ["ConfusionMatrixImage", "PRCurves", "TensorBoardData"]
@@ -241,17 +240,7 @@ class TensorBoardData(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         data = None
         if self._samples is not None:
-            x, y, _ = self._samples
-            y_pred = self.model.predict_on_batch(x)
-            data = {
-                "inputs": _structure.named_inputs(self.model, x),
-                "targets": _structure.named_targets(self.model, y),
-                "outputs": _structure.named_outputs(self.model, y_pred),
-            }
-            data = {
-                part: {k: keras.ops.convert_to_numpy(v) for k, v in values.items()}
-                for part, values in data.items()
-            }
+            data = _sources.predict_named(self.model, self._samples)
         for handler in self.handlers:
             handler(self.writer, data, epoch)
         self.writer.flush()
