@@ -611,7 +611,9 @@ def test_bad_input_messages():
         kx.DataGenerator(x, np.linspace(0, 1, 10), sampler="undersample")
     with pytest.raises(ValueError, match="expected `sampler` to be None, one of"):
         kx.DataGenerator(x, np.zeros(10), sampler="smote")
-    with pytest.raises(ValueError, match=r"names classes \[7\] that never occur.*\[0, 1\]"):
+    with pytest.raises(
+        ValueError, match=r"names the classes \[7\], which never occur in the labels.*\[0, 1\]"
+    ):
         kx.DataGenerator(x, np.arange(10) % 2, class_weight={0: 1.0, 7: 2.0})
     with pytest.raises(ValueError, match="class_weight='balanced' needs class labels"):
         kx.DataGenerator(["a"], loader=len, class_weight="balanced")
