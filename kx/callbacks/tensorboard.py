@@ -277,6 +277,12 @@ class ConfusionMatrixImage:
                 "ConfusionMatrixImage: expected a kx classification metric (with a "
                 f"`confusion_matrix()` method). Received: {metric!r}"
             )
+        if getattr(metric, "num_classes", None) is not None and metric.layout == "marginals":
+            raise ValueError(
+                f"ConfusionMatrixImage: the metric {metric.name!r} keeps per-class counts, not "
+                f"the (C, C) matrix ({metric.num_classes} classes). Construct it with "
+                "`keep_matrix=True`."
+            )
         if isinstance(cell, bool) or not isinstance(cell, int) or cell < 1:
             raise ValueError(f"ConfusionMatrixImage: expected `cell` to be a positive integer. "
                              f"Received: cell={cell!r}")

@@ -432,11 +432,13 @@ class ConfusionState(keras.metrics.Metric):
         zero_division=0.0,
         class_names=None,
         validate_args=True,
+        keep_matrix=False,
         name=None,
         dtype=None,
     ):
         super().__init__(name=name, dtype=dtype)
         owner = type(self).__name__
+        self.keep_matrix = bool(keep_matrix)
         if task not in (None, *TASKS):
             raise ValueError(
                 f"{owner}: expected `task` to be one of {list(TASKS)} or None (inferred). "
@@ -529,7 +531,9 @@ class ConfusionState(keras.metrics.Metric):
         label); see the module docstring."""
         if self.task != "multiclass" or self.top_k != 1:
             return "stats"
-        if self._needs_matrix or any(name in MATRIX_ONLY for name in self._requested()):
+        if self._needs_matrix or self.keep_matrix or any(
+            name in MATRIX_ONLY for name in self._requested()
+        ):
             return "matrix"
         if self.num_classes is not None and self.num_classes <= MATRIX_UP_TO:
             return "matrix"
@@ -625,8 +629,8 @@ class ConfusionState(keras.metrics.Metric):
             raise ValueError(
                 f"{self._owner}: the state keeps per-class counts, not the (C, C) confusion "
                 f"matrix: num_classes={self.num_classes} > {MATRIX_UP_TO} and no requested "
-                f"result needs the matrix ({', '.join(MATRIX_ONLY)}). Add a "
-                "`kx.metrics.ConfusionMatrix` for the matrix."
+                f"result needs the matrix ({', '.join(MATRIX_ONLY)}). Construct it with "
+                "`keep_matrix=True`, or add a `kx.metrics.ConfusionMatrix`."
             )
         matrix = _combined(self.counts.value, self.weighted_counts.value)
         return ops.where(self.invalid.value > 0, float("nan"), matrix)
@@ -954,6 +958,7 @@ class ConfusionState(keras.metrics.Metric):
             "zero_division": self.zero_division,
             "class_names": self.class_names,
             "validate_args": self.validate_args,
+            "keep_matrix": self.keep_matrix,
         }
 
 

@@ -87,6 +87,9 @@ def _common_args(default_average="macro"):
         class_names: names used in per-class keys (`average=None`); defaults to the indices.
         validate_args: check labels and scores (see "Invalid values" above). Defaults to
             `True`.
+        keep_matrix: keep the full `(C, C)` confusion matrix in the state even where no
+            result needs it, for `confusion_matrix()` (e.g. `kx.callbacks.ConfusionMatrixImage`).
+            Defaults to `False`: past 8 classes only per-class counts are kept.
         name: name of the metric.
         dtype: dtype of the results (they are computed in float32).
 """
@@ -165,6 +168,7 @@ class ClassificationMetrics(ConfusionState):
         zero_division=0.0,
         class_names=None,
         validate_args=True,
+        keep_matrix=False,
         name="classification_metrics",
         dtype=None,
     ):
@@ -186,6 +190,7 @@ class ClassificationMetrics(ConfusionState):
             zero_division=zero_division,
             class_names=class_names,
             validate_args=validate_args,
+            keep_matrix=keep_matrix,
             name=name,
             dtype=dtype,
         )
