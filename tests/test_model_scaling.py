@@ -151,7 +151,7 @@ def run_worker(mode, out, env=None):
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def finish(proc, timeout=300):
+def finish(proc, timeout=600):
     out, _ = proc.communicate(timeout=timeout)
     assert proc.returncode == 0, out[-4000:]
 
