@@ -232,11 +232,11 @@ class CompiledDefinitions:
         extra = [ops.cast(_keras.aggregate_additional_loss(model, e), "float32")
                  for e in model.losses]
         total = None
+        batch_size = _batch_size(x, y_pred)  # once per step, not once per loss
         for key, value in self._loss_values(model, x, y, y_pred, sample_weight):
             if record and not (key == self._alias and not extra):
                 self.loss_trackers[key].update_state(
-                    _keras.unscale_loss_for_distribution(value),
-                    sample_weight=_batch_size(x, y_pred),
+                    _keras.unscale_loss_for_distribution(value), sample_weight=batch_size
                 )
             term = self.loss_weights.term(model, key, value)
             total = term if total is None else total + term
