@@ -1,11 +1,11 @@
 """The only backend-specific code of kx: trainer fixes per backend (`TrainStep`: TensorFlow's
 multi-worker ones, JAX's loss-weight mirrors), and a few primitives that some backend runs much
-faster natively than through generic `keras.ops`: counting ids, looking up a table and the range
-of values (torch), the index of the largest score (TensorFlow, JAX), and compiling a pure function
-for eager calls (TensorFlow and JAX dispatch each eager op separately). Also `mirror` /
-`read_mirror`: state that the model does not own (a variable given as a loss weight, the
-optimizer's iteration count) as a compiled step sees it (JAX's stateless step sees only the
-model's, the optimizer's and the metrics' state, in the state tuple).
+faster natively than through generic `keras.ops`: counting ids and invalid values, looking up a
+table and the range of values (torch), the index of the largest score (all three), and
+compiling a pure function for eager calls (TensorFlow and JAX dispatch each eager op separately).
+Also `mirror` / `read_mirror`: state that the model does not own (a variable given as a loss
+weight, the optimizer's iteration count) as a compiled step sees it (JAX's stateless step sees
+only the model's, the optimizer's and the metrics' state, in the state tuple).
 
 Everything else, `fit(class_weight=...)` included (`kx/_class_weight.py`, folded before the
 outermost `train_step` by `kx/model.py`), is written once; Keras' own steps do the rest (loss
@@ -30,6 +30,24 @@ def count_ids(ids, num_ids, weights=None):
     return ops.segment_sum(data, ids, num_segments=num_ids)
 
 
+def count_marginals(t, p, num_classes, keep=None, weights=None):
+    """`(3, num_classes)` counts (sums of `weights` when given) of flat true classes `t` and
+    predicted classes `p`: per class, how often it is true, predicted, and both (correct).
+    Entries where `keep` is False (None: keep all) are not counted.
+
+    One count over 3C bins: true classes, predicted classes (+C), correct ones (+2C).
+    """
+    c = num_classes
+    hit = ops.equal(t, p)
+    t_ids, p_ids = t, p + c
+    if keep is not None:
+        hit = ops.logical_and(keep, hit)
+        t_ids, p_ids = ops.where(keep, t_ids, -1), ops.where(keep, p_ids, -1)
+    ids = ops.concatenate([t_ids, p_ids, ops.where(hit, t + 2 * c, -1)])
+    weights = None if weights is None else ops.concatenate([weights, weights, weights])
+    return ops.reshape(count_ids(ids, 3 * c, weights=weights), (3, c))
+
+
 def lookup(table, ids):
     """`table[ids]` for ids in [0, len(table) - 1); any other id reads the last entry."""
     n = table.shape[0] - 1
@@ -39,6 +57,21 @@ def lookup(table, ids):
 def value_range(x):
     """`[min, max]` of all entries of `x`, stacked."""
     return ops.stack([ops.min(x), ops.max(x)])
+
+
+def count_true(mask):
+    """int32 number of True entries of the boolean `mask`."""
+    return ops.sum(ops.cast(mask, "int32"))
+
+
+def count_nan(x):
+    """int32 number of NaN entries of `x`."""
+    return count_true(ops.isnan(x))
+
+
+def count_outside(x, low, high):
+    """int32 number of entries of `x` outside `[low, high]`, NaN included."""
+    return count_true(ops.logical_not(ops.logical_and(x >= low, x <= high)))
 
 
 def first_argmax(x):
@@ -84,7 +117,17 @@ if _backend == "tensorflow":
 elif _backend == "jax":
     from kx.backend.jax import TrainStep, compiled, first_argmax, mirror, read_mirror  # noqa: F811
 elif _backend == "torch":
-    from kx.backend.torch import TrainStep, count_ids, lookup, value_range  # noqa: F811
+    from kx.backend.torch import (  # noqa: F811
+        TrainStep,
+        count_ids,
+        count_marginals,
+        count_nan,
+        count_outside,
+        count_true,
+        first_argmax,
+        lookup,
+        value_range,
+    )
 else:
     raise ImportError(
         f"kx supports the tensorflow, jax and torch Keras backends. Received: {_backend!r}"
@@ -94,6 +137,10 @@ __all__ = [
     "TrainStep",
     "compiled",
     "count_ids",
+    "count_marginals",
+    "count_nan",
+    "count_outside",
+    "count_true",
     "first_argmax",
     "lookup",
     "mirror",

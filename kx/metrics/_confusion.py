@@ -43,7 +43,16 @@ import numpy as np
 from keras import ops
 
 from kx import _keras
-from kx.backend import compiled, count_ids, first_argmax, value_range
+from kx.backend import (
+    compiled,
+    count_ids,
+    count_marginals,
+    count_nan,
+    count_outside,
+    count_true,
+    first_argmax,
+    value_range,
+)
 
 TASKS = ("binary", "multiclass", "multilabel")
 AVERAGES = ("micro", "macro", "weighted", None)
@@ -315,19 +324,21 @@ def two_sum(pair, value):
 
 
 class Checks:
-    """What `update_state` checks, computed with the counts: `[min, max]` of the integer labels
-    of `"y_true"` / `"y_pred"` and of `"probabilities"` (NaN left out), for the messages; `"nan"`,
-    the number of NaN scores; and `"invalid"`, the number of values that break a rule (a label
-    out of range, a NaN score, a probability outside [0, 1]). An eager call reads them and
-    raises; a traced step adds `"invalid"` to the state (nothing reads the ranges there: they
-    are pruned). Disabled (`validate_args=False`): nothing is computed."""
+    """What `update_state` checks, computed with the counts: `"invalid"`, the number of values
+    that break a rule (a label out of range, a NaN score, a probability outside [0, 1]). An
+    eager call reads it back and raises; a traced step adds it to the state. Only that count
+    is computed on every update (each op costs dispatch on eager torch); `detail=True` (the
+    eager rerun of a batch that had invalid values) adds what the message says: `[min, max]`
+    of the integer labels of `"y_true"` / `"y_pred"` and of `"probabilities"` (NaN left out),
+    the number of labels with a fraction (`"<arg>_fraction"`) and of NaN scores (`"nan"`).
+    Disabled (`validate_args=False`): nothing is computed."""
 
-    def __init__(self, enabled=True):
+    def __init__(self, enabled=True, detail=False):
         self.enabled = enabled
+        self.detail = detail
         self.values = {}
 
     def _add_invalid(self, count):
-        count = ops.cast(count, "int32")
         self.values["invalid"] = self.values.get("invalid", 0) + count
 
     def labels(self, arg, labels, high, valid=None, exact=None):
@@ -338,34 +349,33 @@ class Checks:
         if exact is not None:
             in_range = ops.logical_and(in_range, exact)
         if self.enabled and 0 not in tuple(labels.shape):
-            checked = labels if valid is None else ops.where(valid, labels, 0)
-            self.values[arg] = value_range(checked)
-            if exact is not None:
-                fraction = ops.logical_not(exact)
-                if valid is not None:
-                    fraction = ops.logical_and(fraction, valid)
-                self.values[f"{arg}_fraction"] = ops.sum(ops.cast(fraction, "int32"))
             bad = ops.logical_not(in_range)
             if valid is not None:
                 bad = ops.logical_and(bad, valid)
-            self._add_invalid(ops.sum(ops.cast(bad, "int32")))
+            self._add_invalid(count_true(bad))
+            if self.detail:
+                checked = labels if valid is None else ops.where(valid, labels, 0)
+                self.values[arg] = value_range(checked)
+                if exact is not None:
+                    fraction = ops.logical_not(exact)
+                    if valid is not None:
+                        fraction = ops.logical_and(fraction, valid)
+                    self.values[f"{arg}_fraction"] = count_true(fraction)
         return in_range
 
     def scores(self, scores, probabilities):
         """NaN scores are invalid, and so are probabilities outside [0, 1]."""
         if not self.enabled or 0 in tuple(scores.shape):
             return
-        nan = ops.isnan(scores)
-        self.values["nan"] = ops.sum(ops.cast(nan, "int32"))
-        if probabilities:
-            low = ops.min(ops.where(nan, float("inf"), scores))
-            high = ops.max(ops.where(nan, float("-inf"), scores))
-            self.values["probabilities"] = ops.cast(ops.stack([low, high]), "float32")
-            # NaN compares False: one pass counts NaN and out-of-range values together.
-            ok = ops.logical_and(scores >= 0.0, scores <= 1.0)
-            self._add_invalid(ops.sum(ops.cast(ops.logical_not(ok), "int32")))
-        else:
-            self._add_invalid(self.values["nan"])
+        # NaN compares False: one pass counts NaN and out-of-range probabilities together.
+        self._add_invalid(count_outside(scores, 0.0, 1.0) if probabilities else count_nan(scores))
+        if self.detail:
+            nan = ops.isnan(scores)
+            self.values["nan"] = count_true(nan)
+            if probabilities:
+                low = ops.min(ops.where(nan, float("inf"), scores))
+                high = ops.max(ops.where(nan, float("-inf"), scores))
+                self.values["probabilities"] = ops.cast(ops.stack([low, high]), "float32")
 
 
 def _concrete(x):
@@ -686,40 +696,36 @@ class ConfusionState(keras.metrics.Metric):
         if not self.built:
             self._infer(y_pred)
         squared = None if self.squared_distance is None else self.squared_distance.value
-        counts, squared, checks = self._compiled("_count_batch")(
-            y_true, y_pred, sample_weight, squared
-        )
-        known = self._check_values(checks)  # raises on invalid values known now
+        batch = (y_true, y_pred, sample_weight, squared)
+        counts, squared, checks = self._compiled("_count_batch")(*batch)
+        known = self._check_values(checks, batch)  # raises on invalid values known now
         (self.counts if sample_weight is None else self.weighted_counts).assign_add(counts)
         if squared is not None:
             self.squared_distance.assign(squared)
         if not known:  # inside a traced step: invalid values make every result NaN
             self.invalid.assign_add(checks["invalid"])
 
-    def _count_batch(self, y_true, y_pred, sample_weight, squared_distance):
+    def _count_batch(self, y_true, y_pred, sample_weight, squared_distance, detail=False):
         """Pure: the batch's counts (int32, or float32 when weighted), the new quadratic-kappa
-        sum (`None` when not kept) and the batch's `Checks` values."""
-        checks = Checks(enabled=self.validate_args)
+        sum (`None` when not kept) and the batch's `Checks` values (with `detail`: also what
+        the error message needs)."""
+        checks = Checks(enabled=self.validate_args, detail=detail)
         c = self.num_classes
         if self.layout != "stats":
             t, p, keep = self._multiclass_labels(y_true, y_pred, checks)
-            t, p, keep = (ops.reshape(v, (-1,)) for v in (t, p, keep))
+            t, p = ops.reshape(t, (-1,)), ops.reshape(p, (-1,))
+            keep = None if keep is None else ops.reshape(keep, (-1,))
             w = None
             if sample_weight is not None:
-                w = ops.reshape(self._weights(sample_weight, keep), (-1,))
+                w = ops.reshape(self._weights(sample_weight, t), (-1,))
+
             if self.layout == "matrix":
-                ids = ops.where(keep, t * c + p, -1)
+                ids = t * c + p if keep is None else ops.where(keep, t * c + p, -1)
                 return ops.reshape(count_ids(ids, c * c, weights=w), (c, c)), None, checks.values
-            # One count over 3C bins: true classes, predicted classes (+C), correct ones (+2C).
-            hit = ops.logical_and(keep, ops.equal(t, p))
-            ids = ops.concatenate(
-                [ops.where(keep, t, -1), ops.where(keep, p + c, -1), ops.where(hit, t + 2 * c, -1)]
-            )
-            w3 = None if w is None else ops.concatenate([w, w, w])
-            counts = ops.reshape(count_ids(ids, 3 * c, weights=w3), (3, c))
+            counts = count_marginals(t, p, c, keep, weights=w)
             if squared_distance is not None:
                 d = ops.cast(t - p, "float32")
-                d2 = ops.where(keep, d * d, 0.0)
+                d2 = d * d if keep is None else ops.where(keep, d * d, 0.0)
                 squared_distance = two_sum(squared_distance, ops.sum(d2 if w is None else d2 * w))
             return counts, squared_distance, checks.values
         t, p, valid = self._label_indicators(y_true, y_pred, checks)  # (..., L) 0/1 int32
@@ -745,9 +751,10 @@ class ConfusionState(keras.metrics.Metric):
         stats = ops.reshape(ops.stack([tn, fp, fn, tp], axis=-1), (c, 2, 2))
         return stats, None, checks.values
 
-    def _check_values(self, checks):
+    def _check_values(self, checks, batch):
         """Raises on invalid values when they are known (eager); returns whether they were
-        (False inside a traced step, where the caller counts them in the state instead)."""
+        (False inside a traced step, where the caller counts them in the state instead).
+        The message's details are computed only then, by counting `batch` again."""
         if not checks:
             return True
         invalid = _concrete(checks["invalid"])  # one read back in the common, valid case
@@ -755,6 +762,7 @@ class ConfusionState(keras.metrics.Metric):
             return False
         if not invalid:
             return True
+        _, _, checks = self._count_batch(*batch, detail=True)
         values = {key: _concrete(value).tolist() for key, value in checks.items()}
         high = self.num_classes if self.task == "multiclass" else 2
         if values.get("nan"):
@@ -802,7 +810,8 @@ class ConfusionState(keras.metrics.Metric):
 
     def _multiclass_labels(self, y_true, y_pred, checks):
         """Sparse int32 true and predicted classes of the same shape (any rank), and which
-        entries count: not `ignore_class`, labels in range."""
+        entries count: not `ignore_class`, labels in range (None: all of them, as for scores
+        against one-hot targets; the common case costs no masking)."""
         c = self.num_classes
         scores = not _is_int(y_pred) and len(y_pred.shape) >= 2 and y_pred.shape[-1] == c
         keep = None
@@ -819,8 +828,6 @@ class ConfusionState(keras.metrics.Metric):
             keep = in_range if keep is None else ops.logical_and(keep, in_range)
         if valid is not None:
             keep = valid if keep is None else ops.logical_and(keep, valid)
-        if keep is None:
-            keep = ops.ones_like(t, dtype="bool")
         return t, p, keep
 
     def _sparse_true(self, y_true, rank, pred_shape):
@@ -906,7 +913,7 @@ class ConfusionState(keras.metrics.Metric):
             squared_distance = squared_distance[0] + squared_distance[1]
         state = Counts(_combined(counts, weighted_counts), self.layout, squared_distance)
         results = self._result_from(state)
-        if not self.validate_args:
+        if not self.validate_args or _concrete(invalid) == 0:  # known valid: no guard ops
             return results
         seen = invalid > 0
         return keras.tree.map_structure(lambda v: ops.where(seen, float("nan"), v), results)
