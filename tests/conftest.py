@@ -1,5 +1,6 @@
 """Shared test set-up: one backend per run (KERAS_BACKEND), seeded, with tolerances in one place."""
 
+import gc
 import os
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -22,6 +23,13 @@ settings.register_profile(
 settings.load_profile("kx")
 
 BACKEND = keras.backend.backend()
+
+import kx  # noqa: E402, F401  (imported once here, before the freeze below)
+
+# The backend's import leaves millions of long-lived objects; a full garbage collection walks
+# them all (0.5-2 s once the suite's own objects pile up). Freezing them once makes the
+# collections below cost what the tests allocated.
+gc.freeze()
 
 # float32 tolerances used across the suite.
 RTOL = 1e-5
@@ -66,4 +74,10 @@ def value_and_grad(fn, x):
 def _seed_and_clear():
     keras.utils.set_random_seed(1234)
     yield
-    keras.backend.clear_session()
+    keras.backend.clear_session(free_memory=False)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _collect_per_module():
+    yield
+    gc.collect()
