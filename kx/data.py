@@ -6,6 +6,7 @@ that computes a batch computes the same one, whatever the scheduling.
 """
 
 import concurrent.futures
+import copy
 import multiprocessing
 import multiprocessing.resource_tracker
 import numbers
@@ -196,6 +197,7 @@ class DataGenerator(keras.utils.PyDataset):
                 f"DataGenerator: expected `batch_size` to be a positive int. "
                 f"Received: batch_size={batch_size}"
             )
+        self._auto_shard = isinstance(shard, str) and shard == "auto"
         self._shard = _resolve_shard(shard)
         sharded = self._shard is not None and self._shard[1] > 1
         if seed is None and sharded and (shuffle or sampler is not None):
@@ -204,6 +206,7 @@ class DataGenerator(keras.utils.PyDataset):
                 "samples needs an explicit `seed`, the same in every worker, so that the "
                 "workers draw the same order and share it out. Received: seed=None"
             )
+        self._seed_given = seed is not None
         if seed is None:
             seed = int(np.random.randint(0, 2**31 - 1))
         if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
@@ -292,15 +295,44 @@ class DataGenerator(keras.utils.PyDataset):
                 f"batch_size={self.batch_size} and drop_remainder=True."
             )
         if sharded:
-            count = self._shard[1]
-            last = 0 if self.drop_remainder else self._size % self.batch_size
-            if self.batch_size % count or last % count:
+            self._check_shard_sizes()
+
+    def _check_shard_sizes(self):
+        count = self._shard[1]
+        last = 0 if self.drop_remainder else self._size % self.batch_size
+        if self.batch_size % count or last % count:
+            raise ValueError(
+                f"DataGenerator: with shard={self._shard}, every batch is split into "
+                f"{count} equal parts, one per worker; expected `batch_size` (the global "
+                f"batch, {self.batch_size}) and the last batch ({last} samples; 0 with "
+                f"drop_remainder=True) to be multiples of {count}."
+            )
+
+    def sharded(self, shard):
+        """A copy of this generator that yields only the part `shard=(index, count)` of
+        every batch (same seed, epoch, sampling and weights); what `shard="auto"` gives each
+        worker of a `tf.distribute.MultiWorkerMirroredStrategy` in `kx.CustomModel.fit`.
+        The copy computes its batches on request (no worker pool).
+
+        >>> import numpy as np, kx
+        >>> gen = kx.DataGenerator(np.arange(8.0), np.arange(8), batch_size=4, seed=0)
+        >>> [len(gen.sharded((k, 2))[0][0]) for k in (0, 1)]
+        [2, 2]
+        """
+        part = copy.copy(self)
+        part._shard = _resolve_shard(shard if shard is not None else (0, 1))
+        part._auto_shard = False
+        part._workers_kx, part._processes, part._prefetcher = 1, False, None
+        part._last_request, part._warned_order = None, False
+        if part._shard is not None:
+            if not self._seed_given and (self.shuffle or self.sampler is not None):
                 raise ValueError(
-                    f"DataGenerator: with shard={self._shard}, every batch is split into "
-                    f"{count} equal parts, one per worker; expected `batch_size` (the global "
-                    f"batch, {self.batch_size}) and the last batch ({last} samples; 0 with "
-                    f"drop_remainder=True) to be multiples of {count}."
+                    f"DataGenerator: a sharded generator (shard={part._shard}) that shuffles "
+                    "or samples needs an explicit `seed`, the same in every worker, so that the "
+                    "workers draw the same order and share it out. Received: seed=None"
                 )
+            part._check_shard_sizes()
+        return part
 
     def __getstate__(self):
         # The worker pool and its bookkeeping stay in the process that started them.

@@ -18,7 +18,7 @@ from kx import _class_weight, _keras
 from kx._compiled import CompiledDefinitions, uses_definitions
 from kx._loss_weights import attach as attach_loss_weights
 from kx._structure import named_targets, output_names
-from kx.backend import TrainStep
+from kx.backend import TrainStep, distribute_source
 
 __all__ = ["CustomModel"]
 
@@ -183,12 +183,17 @@ class CustomModel(TrainStep, keras.Model):
             class_weight = None  # Keras never sees them
         self._kx_set_step_class_weights(step_class_weights)
         _hand_validation_data(callbacks, x, y, sample_weight, validation_split, validation_data)
+        # A DataGenerator under a multi-worker strategy: each worker reads only its share.
+        x, validation_data = distribute_source(self, x), distribute_source(self, validation_data)
         return super().fit(
             x, y, batch_size=batch_size, epochs=epochs, verbose=verbose,
             callbacks=callbacks, validation_split=validation_split,
             validation_data=validation_data, shuffle=shuffle,
             class_weight=class_weight, sample_weight=sample_weight, **kwargs,
         )  # fmt: skip
+
+    def evaluate(self, x=None, *args, **kwargs):
+        return super().evaluate(distribute_source(self, x), *args, **kwargs)
 
     def train_on_batch(self, *args, **kwargs):
         self._kx_set_step_class_weights(None)

@@ -5,7 +5,8 @@
 MODE is `mirrored` (TF, 2 logical CPUs), `data_parallel` (JAX, 2 host devices) or
 `multi_worker` (TF, one of two worker processes; TF_CONFIG set by the caller). Each mode trains
 the model of `train()` and writes its History and final weights to OUT.npz; the first two modes
-also run the single-device reference in the same process.
+also run the single-device reference in the same process. `multi_worker` also trains from
+`generator()` and records the ids the worker loaded.
 """
 
 import json
@@ -91,6 +92,30 @@ def train(model, x=None, y=None):
     return h.history, model.get_weights()
 
 
+def generator(loaded=None):
+    """data() as a shuffling kx.DataGenerator over ids whose loader appends each id it loads
+    to `loaded` (per epoch: the generator's epoch when the id was read)."""
+    import kx
+
+    x, y = data()
+
+    def load_batch(ids):
+        if loaded is not None:
+            loaded.extend((gen.epoch, i) for i in ids)
+        ids = np.asarray(ids)
+        return {"x": x["x"][ids]}, {"logits": y["logits"][ids], "recon": y["recon"][ids]}
+
+    gen = kx.DataGenerator(np.arange(N), batch_size=BATCH, seed=5, loader=load_batch,
+                           loader_batched=True)
+    return gen
+
+
+def train_generator(model, loaded=None):
+    h = model.fit(generator(loaded), shuffle=False, epochs=EPOCHS, verbose=0,
+                  class_weight={"logits": {0: 2.0, 2: 0.5}})
+    return h.history, model.get_weights()
+
+
 def save(path, history, weights, prefix=""):
     arrays = {f"{prefix}w{i}": w for i, w in enumerate(weights)}
     arrays[f"{prefix}history"] = np.array(json.dumps(history))
@@ -168,6 +193,12 @@ def main():
         with strategy.scope():
             model = build()
         arrays.update(save(out, *train(model)))
+        # A DataGenerator (shard="auto"): this worker loads only its half of each global batch.
+        with strategy.scope():
+            model = build()
+        loaded = []
+        arrays.update(save(out, *train_generator(model, loaded), prefix="gen_"))
+        arrays["gen_loaded"] = np.array(loaded)
     else:
         raise SystemExit(f"unknown mode {mode!r}")
     np.savez(out, **arrays)

@@ -246,6 +246,16 @@ def test_multi_worker_mirrored_equals_single_process(tmp_path):
     reference = distributed_worker.train(distributed_worker.build())
     for index in range(2):
         assert_same_run(load(tmp_path / f"w{index}.npz"), reference)
+    # A kx.DataGenerator: each worker loads only its half of every global batch (the two
+    # halves cover every sample once per epoch) and training equals one process reading all.
+    loaded = [np.load(tmp_path / f"w{index}.npz")["gen_loaded"] for index in range(2)]
+    for epoch in range(distributed_worker.EPOCHS):
+        ids = [np.sort(run[run[:, 0] == epoch, 1]) for run in loaded]
+        assert [len(i) for i in ids] == [distributed_worker.N // 2] * 2
+        np.testing.assert_array_equal(np.sort(np.concatenate(ids)), np.arange(distributed_worker.N))
+    reference = distributed_worker.train_generator(distributed_worker.build())
+    for index in range(2):
+        assert_same_run(load(tmp_path / f"w{index}.npz", "gen_"), reference)
 
 
 # -- bad input -------------------------------------------------------------------------------------

@@ -111,9 +111,20 @@ def read_mirror(model, weight, source=None):
     return weight if optimizer is None else optimizer.iterations
 
 
+def distribute_source(model, data):
+    """`data` as `model.fit` should receive it under the model's distribution (TensorFlow:
+    a `kx.DataGenerator` sharded over the workers of a multi-worker strategy)."""
+    return data
+
+
 _backend = keras.backend.backend()
 if _backend == "tensorflow":
-    from kx.backend.tensorflow import TrainStep, compiled, first_argmax  # noqa: F811
+    from kx.backend.tensorflow import (  # noqa: F811
+        TrainStep,
+        compiled,
+        distribute_source,
+        first_argmax,
+    )
 elif _backend == "jax":
     from kx.backend.jax import TrainStep, compiled, first_argmax, mirror, read_mirror  # noqa: F811
 elif _backend == "torch":
@@ -141,6 +152,7 @@ __all__ = [
     "count_nan",
     "count_outside",
     "count_true",
+    "distribute_source",
     "first_argmax",
     "lookup",
     "mirror",

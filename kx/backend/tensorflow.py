@@ -8,12 +8,20 @@ Two Keras 3.15 defects under `tf.distribute.MultiWorkerMirroredStrategy` are wor
   scalars. Step logs get a length-1 axis there; epoch logs come from `get_metrics_result()` in
   cross-replica context as usual, so History is exact.
 
+A `kx.DataGenerator` with `shard="auto"` under a multi-worker strategy becomes a distributed
+dataset in which each worker computes only its part of every global batch (`distribute_source`);
+Keras would otherwise turn it into a `tf.data` pipeline that every worker computes whole before
+`tf.distribute` keeps each worker's part.
+
 Two primitives: `compiled` runs a pure function as a `tf.function` when called eagerly (one
 graph call instead of one dispatch per op), and inline when already inside a graph;
 `first_argmax` is TensorFlow's own argmax (Keras' adds a flush-to-zero fix: about 20 ops, 4x
 the time inside a compiled step).
 """
 
+import itertools
+
+import numpy as np
 import tensorflow as tf
 from keras import tree
 
@@ -86,10 +94,48 @@ def _check_even_split(strategy, batch):
 
 
 def _reducible_logs(strategy, logs):
-    multi_worker = isinstance(
-        strategy, tf.distribute.MultiWorkerMirroredStrategy
-    ) and _keras.in_multi_worker_mode(strategy)
-    if not multi_worker:
+    if not _multi_worker(strategy):
         return logs
     return {k: tf.reshape(v, [1]) if tf.is_tensor(v) and v.shape.rank == 0 else v
             for k, v in logs.items()}
+
+
+def _multi_worker(strategy):
+    return isinstance(
+        strategy, tf.distribute.MultiWorkerMirroredStrategy
+    ) and _keras.in_multi_worker_mode(strategy)
+
+
+def distribute_source(model, data):
+    """`data` as `model.fit` / `evaluate` should receive it: a `kx.DataGenerator` with
+    `shard="auto"` under a `MultiWorkerMirroredStrategy` over several workers becomes a
+    `tf.distribute` dataset in which worker `i` of `n` reads only `generator.sharded((i, n))`;
+    anything else is returned as it is."""
+    from kx.data import DataGenerator  # kx.data imports nothing backend-specific
+
+    strategy = _keras.distribute_strategy(model)
+    if not (isinstance(data, DataGenerator) and data._auto_shard and _multi_worker(strategy)):
+        return data
+    epochs = itertools.count(data.epoch)  # every new iterator (Keras: one per epoch) advances
+
+    def dataset_fn(context):
+        part = data.sharded((context.input_pipeline_id, context.num_input_pipelines))
+        probe = {(part.epoch, 0): part._batch(part.epoch, 0)}  # served, not loaded twice
+        spec = tree.map_structure(
+            lambda v: tf.TensorSpec((None, *np.shape(v)[1:]), tf.as_dtype(np.asarray(v).dtype)),
+            next(iter(probe.values())),
+        )
+
+        def batches():
+            part.epoch = data.epoch = next(epochs)
+            for index in range(len(part)):
+                batch = probe.pop((part.epoch, index), None)
+                yield part._batch(part.epoch, index) if batch is None else batch
+
+        dataset = tf.data.Dataset.from_generator(batches, output_signature=spec)
+        per_replica = context.get_per_replica_batch_size(data.batch_size)
+        if per_replica * context.num_input_pipelines == data.batch_size:
+            return dataset.apply(tf.data.experimental.assert_cardinality(len(part)))
+        return dataset.rebatch(per_replica)  # several replicas per worker: split its part
+
+    return strategy.distribute_datasets_from_function(dataset_fn)
