@@ -200,13 +200,9 @@ class DataGenerator(keras.utils.PyDataset):
         self._auto_shard = isinstance(shard, str) and shard == "auto"
         self._shard = _resolve_shard(shard)
         sharded = self._shard is not None and self._shard[1] > 1
-        if seed is None and sharded and (shuffle or sampler is not None):
-            raise ValueError(
-                f"DataGenerator: a sharded generator (shard={self._shard}) that shuffles or "
-                "samples needs an explicit `seed`, the same in every worker, so that the "
-                "workers draw the same order and share it out. Received: seed=None"
-            )
         self._seed_given = seed is not None
+        if sharded:
+            _require_seed(self._shard, self._seed_given, shuffle or sampler is not None)
         if seed is None:
             seed = int(np.random.randint(0, 2**31 - 1))
         if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
@@ -325,12 +321,7 @@ class DataGenerator(keras.utils.PyDataset):
         part._workers_kx, part._processes, part._prefetcher = 1, False, None
         part._last_request, part._warned_order = None, False
         if part._shard is not None:
-            if not self._seed_given and (self.shuffle or self.sampler is not None):
-                raise ValueError(
-                    f"DataGenerator: a sharded generator (shard={part._shard}) that shuffles "
-                    "or samples needs an explicit `seed`, the same in every worker, so that the "
-                    "workers draw the same order and share it out. Received: seed=None"
-                )
+            _require_seed(part._shard, self._seed_given, self.shuffle or self.sampler is not None)
             part._check_shard_sizes()
         return part
 
@@ -611,6 +602,16 @@ class DataGenerator(keras.utils.PyDataset):
 
 
 # --------------------------------------------------------------------- helpers
+
+
+def _require_seed(shard, seed_given, draws):
+    """Workers share out one order: a shuffling or sampling (`draws`) shard needs the seed."""
+    if draws and not seed_given:
+        raise ValueError(
+            f"DataGenerator: a sharded generator (shard={shard}) that shuffles or samples needs "
+            "an explicit `seed`, the same in every worker, so that the workers draw the same "
+            "order and share it out. Received: seed=None"
+        )
 
 
 def _resolve_shard(shard):

@@ -317,6 +317,25 @@ def test_shards_of_a_remainder_and_with_workers(alarm):
     assert shards[1].shard == (1, 2) and whole.shard is None
 
 
+def test_sharded_copies_equal_shard_generators_and_check_the_same_rules():
+    """`sharded()` is what kx.CustomModel.fit gives each worker of a multi-worker strategy."""
+    whole = kx.DataGenerator(ids_x(24), batch_size=8, seed=4, sampler="oversample",
+                             labels=np.arange(24) % 3 == 0, workers=2)  # fmt: skip
+    whole.on_epoch_end()
+    for k in range(2):
+        part = whole.sharded((k, 2))
+        ref = kx.DataGenerator(ids_x(24), batch_size=8, seed=4, sampler="oversample",
+                               labels=np.arange(24) % 3 == 0, shard=(k, 2))  # fmt: skip
+        ref.on_epoch_end()
+        assert part.shard == (k, 2) and part.epoch == 1 and whole.shard is None
+        for a, b in zip(_shard_ids(part), _shard_ids(ref)):
+            np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match=r"batch_size.*multiples of 3"):
+        whole.sharded((0, 3))
+    with pytest.raises(ValueError, match="needs an explicit `seed`"):
+        kx.DataGenerator(ids_x(8), batch_size=4).sharded((0, 2))
+
+
 def test_bad_shards_are_refused():
     with pytest.raises(ValueError, match=r"expected `shard` to be 'auto', None or `\(index, count"):
         kx.DataGenerator(ids_x(8), shard=(2, 2))
