@@ -14,6 +14,7 @@ tuple, `torch.no_grad` in evaluation).
 """
 
 import keras
+import numpy as np
 from keras import ops
 
 
@@ -57,6 +58,18 @@ def lookup(table, ids):
 def value_range(x):
     """`[min, max]` of all entries of `x`, stacked."""
     return ops.stack([ops.min(x), ops.max(x)])
+
+
+def concrete_value(x):
+    """The NumPy value of `x` when it is known now (eager), `None` while it is being traced."""
+    if isinstance(x, np.ndarray):
+        return x
+    if isinstance(x, keras.KerasTensor):
+        return None
+    try:
+        return ops.convert_to_numpy(x)
+    except Exception:  # a tracer (JAX jit) or a symbolic tensor (tf.function): no value yet
+        return None
 
 
 def count_true(mask):
@@ -147,6 +160,7 @@ else:
 __all__ = [
     "TrainStep",
     "compiled",
+    "concrete_value",
     "count_ids",
     "count_marginals",
     "count_nan",

@@ -45,6 +45,7 @@ from keras import ops
 from kx import _keras
 from kx.backend import (
     compiled,
+    concrete_value,
     count_ids,
     count_marginals,
     count_nan,
@@ -376,18 +377,6 @@ class Checks:
                 low = ops.min(ops.where(nan, float("inf"), scores))
                 high = ops.max(ops.where(nan, float("-inf"), scores))
                 self.values["probabilities"] = ops.cast(ops.stack([low, high]), "float32")
-
-
-def _concrete(x):
-    """The NumPy value of `x` when it is known now (eager), `None` while it is being traced."""
-    if isinstance(x, np.ndarray):
-        return x
-    if isinstance(x, keras.KerasTensor):
-        return None
-    try:
-        return ops.convert_to_numpy(x)
-    except Exception:  # a tracer (JAX jit) or a symbolic tensor (tf.function): no value yet
-        return None
 
 
 def _is_int(x):
@@ -757,13 +746,13 @@ class ConfusionState(keras.metrics.Metric):
         The message's details are computed only then, by counting `batch` again."""
         if not checks:
             return True
-        invalid = _concrete(checks["invalid"])  # one read back in the common, valid case
+        invalid = concrete_value(checks["invalid"])  # one read back in the common, valid case
         if invalid is None:
             return False
         if not invalid:
             return True
         _, _, checks = self._count_batch(*batch, detail=True)
-        values = {key: _concrete(value).tolist() for key, value in checks.items()}
+        values = {key: concrete_value(value).tolist() for key, value in checks.items()}
         high = self.num_classes if self.task == "multiclass" else 2
         if values.get("nan"):
             raise ValueError(
@@ -913,7 +902,7 @@ class ConfusionState(keras.metrics.Metric):
             squared_distance = squared_distance[0] + squared_distance[1]
         state = Counts(_combined(counts, weighted_counts), self.layout, squared_distance)
         results = self._result_from(state)
-        if not self.validate_args or _concrete(invalid) == 0:  # known valid: no guard ops
+        if not self.validate_args or concrete_value(invalid) == 0:  # known valid: no guard ops
             return results
         seen = invalid > 0
         return keras.tree.map_structure(lambda v: ops.where(seen, float("nan"), v), results)
