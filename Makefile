@@ -3,7 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 BACKENDS := tensorflow jax torch
-PYTEST_ARGS ?= -q
+# Two test processes (one per core on CI's machine; at most 4 elsewhere), whole files per process
+# so that module fixtures (the distributed runs) run once.
+PYTEST_ARGS ?= -q -n auto --maxprocesses 4 --dist loadfile
 
 .PHONY: demo test lint bench clean
 

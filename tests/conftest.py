@@ -5,6 +5,9 @@ import os
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# JAX compiles every eager op for every new shape; the tests' tiny programs run as fast without
+# XLA's optimisation passes, which take most of that compile time (about a fifth of the JAX run).
+os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
