@@ -62,6 +62,10 @@ def value_range(x):
 
 def concrete_value(x):
     """The NumPy value of `x` when it is known now (eager), `None` while it is being traced."""
+    return _generic_concrete_value(x)
+
+
+def _generic_concrete_value(x):
     if isinstance(x, np.ndarray):
         return x
     if isinstance(x, keras.KerasTensor):
@@ -143,6 +147,7 @@ elif _backend == "jax":
 elif _backend == "torch":
     from kx.backend.torch import (  # noqa: F811
         TrainStep,
+        concrete_value,
         count_ids,
         count_marginals,
         count_nan,

@@ -2,6 +2,7 @@
 primitives and the counts of invalid values in native torch (each `keras.ops` call costs
 microseconds of dispatch on eager torch, and these run on every step)."""
 
+import keras
 import torch
 
 
@@ -66,3 +67,15 @@ def first_argmax(x):
     if x.dtype == torch.bool:  # torch.argmax has no bool kernel
         x = x.to(torch.uint8)
     return torch.argmax(x, dim=-1).to(torch.int32)
+
+
+def concrete_value(x):
+    """The NumPy value of a torch tensor (torch steps run eagerly: values are always known),
+    without Keras' conversion checks: this runs on every eager metric update."""
+    if isinstance(x, keras.Variable):
+        x = x.value
+    if isinstance(x, torch.Tensor):
+        return x.detach().cpu().numpy()
+    from kx.backend import _generic_concrete_value
+
+    return _generic_concrete_value(x)
