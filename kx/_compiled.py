@@ -15,7 +15,6 @@ from keras import ops
 from kx import _keras
 from kx._loss_weights import LossWeights
 from kx._structure import DEFAULT_OUTPUT_NAME, named_inputs, named_outputs, named_targets
-from kx.backend import concrete_value
 from kx.definitions import ExtendedLoss, ExtendedMetric, LossDefinition, MetricDefinition
 
 _RESERVED_KEYS = ("loss",)
@@ -205,14 +204,10 @@ class CompiledDefinitions:
         logs = {}
         for metric in metrics:
             key = self._log_keys.get(id(metric), metric.name)
+            result = metric.result()
             if key == self._alias:  # untracked while the loss is the total (see __init__)
-                count = concrete_value(metric.count)  # eager: one read, no ops on the logs
-                if count is None:
-                    result = ops.where(metric.count > 0, metric.result(), logs["loss"])
-                else:
-                    result = metric.result() if count > 0 else logs["loss"]
-            else:
-                result = metric.result()
+                # No host read of the count here: on a GPU it would sync every step.
+                result = ops.where(metric.count > 0, result, logs["loss"])
             if isinstance(result, dict):
                 prefix = f"{key}_" if id(metric) in self._log_keys else ""
                 logs.update({f"{prefix}{k}": v for k, v in result.items()})
