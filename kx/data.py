@@ -305,10 +305,19 @@ class DataGenerator(keras.utils.PyDataset):
             )
 
     def sharded(self, shard):
-        """A copy of this generator that yields only the part `shard=(index, count)` of
-        every batch (same seed, epoch, sampling and weights); what `shard="auto"` gives each
-        worker of a `tf.distribute.MultiWorkerMirroredStrategy` in `kx.CustomModel.fit`.
-        The copy computes its batches on request (no worker pool).
+        """A copy of this generator that yields only the part `shard` of every batch (same
+        seed, epoch, sampling and weights); what `shard="auto"` gives each worker of a
+        `tf.distribute.MultiWorkerMirroredStrategy` in `kx.CustomModel.fit`. The copy computes
+        its batches on request (no worker pool).
+
+        Args:
+            shard: `(index, count)`, as the constructor's `shard`.
+
+        Returns:
+            A `DataGenerator`; raises `ValueError` as the constructor does for a shard that
+            the batch sizes or a missing seed do not allow.
+
+        Example:
 
         >>> import numpy as np, kx
         >>> gen = kx.DataGenerator(np.arange(8.0), np.arange(8), batch_size=4, seed=0)
@@ -316,7 +325,7 @@ class DataGenerator(keras.utils.PyDataset):
         [2, 2]
         """
         part = copy.copy(self)
-        part._shard = _resolve_shard(shard if shard is not None else (0, 1))
+        part._shard = _resolve_shard(shard)
         part._auto_shard = False
         part._workers_kx, part._processes, part._prefetcher = 1, False, None
         part._last_request, part._warned_order = None, False
