@@ -66,6 +66,8 @@ def concrete_value(x):
 
 
 def _generic_concrete_value(x):
+    # A second name so that torch's `concrete_value`, which replaces the one above, can fall
+    # back to it for values that are not torch tensors.
     if isinstance(x, np.ndarray):
         return x
     if isinstance(x, keras.KerasTensor):
