@@ -14,7 +14,7 @@ from keras import ops
 
 from kx import _keras
 from kx._loss_weights import LossWeights
-from kx._structure import DEFAULT_OUTPUT_NAME, named_inputs, named_outputs, named_targets
+from kx._structure import DEFAULT_OUTPUT_NAME, as_named, named_inputs, output_names
 from kx.definitions import ExtendedLoss, ExtendedMetric, LossDefinition, MetricDefinition
 
 _RESERVED_KEYS = ("loss",)
@@ -118,6 +118,9 @@ class CompiledDefinitions:
         # while the model has no other losses: its log reads Keras' loss tracker instead.
         only = next(iter(self.losses)) if len(self.losses) == 1 else None
         self._alias = only if only is not None and self.loss_weights.get(only, 1.0) == 1.0 else None
+        # Whether any step (at trace time on TF/JAX) updated the alias' own tracker: until one
+        # does, its count is 0 and its log is the total, with no ops spent on reading it.
+        self._alias_tracked = False
         self.built = False  # metrics built from the first batch's shapes (see `build`)
         # Set (at trace time) when compute_loss ran where no state may change: inside a user's
         # jax.value_and_grad without a StatelessScope. The same step's update_metrics then
@@ -204,8 +207,11 @@ class CompiledDefinitions:
         logs = {}
         for metric in metrics:
             key = self._log_keys.get(id(metric), metric.name)
+            if key == self._alias and not self._alias_tracked:
+                logs[key] = logs["loss"]  # untracked while the loss is the total (see __init__)
+                continue
             result = metric.result()
-            if key == self._alias:  # untracked while the loss is the total (see __init__)
+            if key == self._alias:  # tracked in some steps: those read the total
                 # No host read of the count here: on a GPU it would sync every step.
                 result = ops.where(metric.count > 0, result, logs["loss"])
             if isinstance(result, dict):
@@ -232,10 +238,12 @@ class CompiledDefinitions:
         record = _keras.can_update_state()
         extra = [ops.cast(_keras.aggregate_additional_loss(model, e), "float32")
                  for e in model.losses]
-        total = None
-        batch_size = _batch_size(x, y_pred)  # once per step, not once per loss
+        total = batch_size = None
         for key, value in self._loss_values(model, x, y, y_pred, sample_weight):
             if record and not (key == self._alias and not extra):
+                self._alias_tracked = self._alias_tracked or key == self._alias
+                if batch_size is None:  # once per step, not once per loss
+                    batch_size = _batch_size(x, y_pred)
                 self.loss_trackers[key].update_state(
                     _keras.unscale_loss_for_distribution(value), sample_weight=batch_size
                 )
@@ -249,7 +257,7 @@ class CompiledDefinitions:
 
     def _loss_values(self, model, x, y, y_pred, sample_weight):
         """(key, float32 value) of every loss, unweighted."""
-        inputs, targets, outputs = _named(model, x, y, y_pred)
+        targets, outputs = _named(model, y, y_pred)
         weights = _Weights(sample_weight)
         joined = None
         for key, d in self.losses.items():
@@ -261,7 +269,7 @@ class CompiledDefinitions:
                 )
             else:
                 if joined is None:
-                    joined = _join(inputs, targets, x is None)
+                    joined = _join(named_inputs(model, x), targets, x is None)
                 values = _check_per_sample(
                     _call(d, key, joined, outputs), key, d, _batch_size(x, y_pred)
                 )
@@ -275,13 +283,14 @@ class CompiledDefinitions:
             self._unrecorded = False
             for key, value in self._loss_values(model, x, y, y_pred, sample_weight):
                 if key != self._alias or model.losses:
+                    self._alias_tracked = self._alias_tracked or key == self._alias
                     self.loss_trackers[key].update_state(
                         _keras.unscale_loss_for_distribution(value),
                         sample_weight=_batch_size(x, y_pred),
                     )
         if not self.metrics:
             return
-        inputs, targets, outputs = _named(model, x, y, y_pred)
+        targets, outputs = _named(model, y, y_pred)
         weights = _Weights(sample_weight)
         joined = None
         for key, d in self.metrics.items():
@@ -297,7 +306,7 @@ class CompiledDefinitions:
                 )
             elif strict:  # extended metrics' trackers exist from the start
                 if joined is None:
-                    joined = _join(inputs, targets, x is None)
+                    joined = _join(named_inputs(model, x), targets, x is None)
                 values = _check_per_sample(
                     _call(d, key, joined, outputs), key, d, _batch_size(x, y_pred)
                 )
@@ -334,8 +343,12 @@ def _is_def(d):
     return isinstance(d, LossDefinition)
 
 
-def _named(model, x, y, y_pred):
-    return named_inputs(model, x), named_targets(model, y), named_outputs(model, y_pred)
+def _named(model, y, y_pred):
+    """Targets and outputs by name (inputs are named only where an extended definition reads
+    them: `_join`)."""
+    names = output_names(model)
+    return (as_named(y, names, "targets", DEFAULT_OUTPUT_NAME),
+            as_named(y_pred, names, "outputs", DEFAULT_OUTPUT_NAME))
 
 
 def _get(named, name, kind, key, d):

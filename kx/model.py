@@ -320,7 +320,9 @@ class CustomModel(TrainStep, keras.Model):
     def get_metrics_result(self):
         if self._kx is None:
             return super().get_metrics_result()
-        return _keras.pythonify_logs(self._kx.results(self.metrics))
+        # Tensors, as stock Keras returns them: its callbacks read them as floats, on torch and JAX
+        # in a background thread, so the step does not wait for the device.
+        return self._kx.results(self.metrics)
 
     # Keras 2's names, still used by blog posts' custom steps. Stock Keras 3 has them on
     # TensorFlow only; with definitions they serve the definitions on every backend.
