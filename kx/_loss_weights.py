@@ -202,7 +202,7 @@ class _CurrentValue(keras.metrics.Metric):
         self.current = self.add_variable((), "zeros", aggregation="mean", name="current")
 
     def update_state(self, value):
-        self.current.assign(ops.cast(value, self.dtype))
+        self.current.assign(value)  # assign casts to the variable's dtype
 
     def result(self):
         return ops.convert_to_tensor(self.current)
@@ -266,10 +266,23 @@ class _LossWeightsState(keras.layers.Layer):
             extra = _keras.scale_loss_for_distribution(0.5 * s)
         else:
             factor = self.dwa_weights[weight.index]
-        factor = ops.cast(factor, "float32")
-        self.trackers[key].update_state(ops.stop_gradient(factor))
+        factor = _float32(factor)
+        if isinstance(weight, UncertaintyWeight):  # the one kind with trainable variables
+            self.trackers[key].update_state(ops.stop_gradient(factor))
+        else:
+            self.trackers[key].update_state(factor)
         term = factor * value
         return term if extra is None else term + extra
+
+
+def _float32(x):
+    """`x` as a float32 tensor; no op where it is one already (eager torch pays per op)."""
+    if isinstance(x, keras.Variable):
+        x = x.value
+    dtype = getattr(x, "dtype", None)
+    if dtype is not None and keras.backend.standardize_dtype(dtype) == "float32":
+        return x
+    return ops.cast(x, "float32")
 
 
 class _DWACallback(keras.callbacks.Callback):
