@@ -4,15 +4,17 @@ Variants: plain float32; with `class_weight` (a dict: the one form stock Keras a
 `jit_compile=True` (TensorFlow and JAX; torch.compile is left out, its C++ code generation
 takes minutes on a CPU); the `mixed_bfloat16` policy.
 
-Same model, data, optimizer and initial weights on both sides; epochs alternate between the two
-models (A B A B ...) so drift in machine load hits both; the first epoch (tracing/compilation)
-is not timed; each figure is the fastest epoch of each side (the least disturbed by other
-load on the machine, which on a shared 2-core box swings medians by 15%). One subprocess per
+Same model, data, optimizer and initial weights on both sides. The first fit of each model
+(tracing/compilation) is not timed. Then the models' fits run in threads that take turns of
+`--turn` steps (see `interleaved_times`), so that both see the same machine: on a shared CPU
+whose speed drifts by up to 2x within seconds, comparing each side's fastest or median epoch
+over minutes read 0.8-1.3 for identical work. Reported: steps/s of each side over all turns,
+the ratio of those, and the median and quartiles of the turns' ratios. One subprocess per
 backend.
 
 `--suite loss_weights`: kx.CustomModel alone, its loss weighted by a constant (0.5), by a
-non-trainable `keras.Variable` and by a schedule (`kx.schedules.LinearWarmup`), epochs of the
-three interleaved; ratios against the constant.
+non-trainable `keras.Variable` and by a schedule (`kx.schedules.LinearWarmup`), the three fits
+taking turns; ratios against the constant.
 
     python benchmarks/fit_overhead.py                  # all backends
     python benchmarks/fit_overhead.py --backend jax    # one backend
@@ -28,11 +30,89 @@ import sys
 BACKENDS = ("tensorflow", "jax", "torch")
 
 
-def measure(backend, epochs, rounds, samples, batch_size, suite="fit"):
-    os.environ["KERAS_BACKEND"] = backend
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+def interleaved_times(models, x, y, epochs, turn, fit_kwargs):
+    """Seconds per turn of `turn` training steps, for each model's `fit` (one thread each).
+
+    The fits take turns: a callback at each `turn`-th batch hands over to the next model and
+    waits for its own turn, so exactly one fit runs at any time, and turn i of every model falls
+    within the same fraction of a second. A turn's time covers everything `fit` does for those
+    steps (data, step, callbacks, epoch ends); each fit's set-up before its first batch is left
+    out. Returns {name: [seconds per turn]}, entries paired by position.
+    """
+    import threading
     import time
 
+    import keras
+
+    names = list(models)
+    for m in models.values():  # the first fit traces/compiles; not timed
+        m.fit(x, y, epochs=1, **fit_kwargs)
+    turns = {k: threading.Semaphore(0) for k in names}
+    ready = threading.Barrier(len(names) + 1)
+    times = {k: [] for k in names}
+
+    class Turns(keras.callbacks.Callback):
+        def __init__(self, name):
+            super().__init__()
+            self.name, self.steps, self.start = name, 0, None
+            self.next = names[(names.index(name) + 1) % len(names)]
+
+        def on_train_batch_begin(self, batch, logs=None):
+            if self.steps == 0:
+                ready.wait()
+            if self.steps % turn == 0:
+                self.hand_over()
+                turns[self.name].acquire()
+                self.start = time.perf_counter()
+            self.steps += 1
+
+        def on_train_end(self, logs=None):
+            self.hand_over()
+
+        def hand_over(self):
+            if self.start is not None:
+                times[self.name].append(time.perf_counter() - self.start)
+                turns[self.next].release()
+
+    errors = []
+
+    def run(name):
+        try:
+            models[name].fit(x, y, epochs=epochs, callbacks=[Turns(name)], **fit_kwargs)
+        except BaseException as e:  # noqa: BLE001 - reported by the main thread
+            errors.append(e)
+            ready.abort()
+            for s in turns.values():
+                s.release()
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in names]
+    for t in threads:
+        t.start()
+    ready.wait()
+    turns[names[0]].release()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return times
+
+
+def ratio_row(steps, times, reference, other):
+    """Steps/s of each side over all its turns, the ratio of those (other's speed relative to
+    reference's), and the median and quartiles of the turns' ratios (the median ignores the few
+    turns a hiccup of the machine or of a runtime made 3-10x longer, which the totals keep)."""
+    import numpy as np
+
+    a, b = np.asarray(times[reference]), np.asarray(times[other])
+    q1, median, q3 = np.percentile(a / b, [25, 50, 75])
+    return {"keras": steps / float(a.sum()), "kx": steps / float(b.sum()),
+            "ratio": float(a.sum() / b.sum()), "median": float(median),
+            "q1": float(q1), "q3": float(q3)}
+
+
+def measure(backend, epochs, turn, samples, batch_size, suite="fit"):
+    os.environ["KERAS_BACKEND"] = backend
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import keras
     import numpy as np
     from sklearn.datasets import load_digits
@@ -59,15 +139,17 @@ def measure(backend, epochs, rounds, samples, batch_size, suite="fit"):
         h = keras.layers.GlobalAveragePooling2D()(h)
         return cls(inputs, keras.layers.Dense(10, name="logits")(h))
 
-    def compiled(build, use_kx, policy="float32", **compile_kwargs):
+    def compiled(build, use_kx, policy="float32", loss_weight=None, **compile_kwargs):
         keras.config.set_dtype_policy(policy)
         keras.utils.set_random_seed(0)
         model = build(kx.CustomModel if use_kx else keras.Model)
         ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
         acc = keras.metrics.SparseCategoricalAccuracy(name="acc")
         if use_kx:
+            weights = None if loss_weight is None else {"ce": loss_weight}
             model.compile(optimizer=keras.optimizers.Adam(1e-3),
                           loss={"ce": kx.LossDefinition("logits", "logits", ce)},
+                          loss_weights=weights,
                           metrics={"acc": kx.MetricDefinition("logits", "logits", acc)},
                           **compile_kwargs)
         else:
@@ -76,17 +158,22 @@ def measure(backend, epochs, rounds, samples, batch_size, suite="fit"):
         keras.config.set_dtype_policy("float32")
         return model
 
-    class EpochTimer(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.start = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            self.times.append(time.perf_counter() - self.start)
-
-    steps = -(-samples // batch_size)
     rows = []
+    fit_kwargs = dict(batch_size=batch_size, verbose=0, shuffle=False)
+    steps = epochs * -(-samples // batch_size)
     if suite == "loss_weights":
-        return loss_weight_rows(backend, mlp, cnn, x, y, epochs, rounds, steps, batch_size)
+        for name, build in (("mlp", mlp), ("cnn", cnn)):
+            weights = {
+                "constant": 0.5,
+                "variable": keras.Variable(0.5, trainable=False),
+                "schedule": kx.schedules.LinearWarmup(10**6, start_value=0.5),
+            }
+            models = {k: compiled(build, True, loss_weight=w) for k, w in weights.items()}
+            times = interleaved_times(models, x, y, epochs, turn, fit_kwargs)
+            for variant in ("variable", "schedule"):
+                rows.append({"backend": backend, "model": name, "variant": variant,
+                             **ratio_row(steps, times, "constant", variant)})
+        return rows
     variants = {  # name: (dtype policy, compile kwargs, class_weight)
         "plain": ("float32", {}, None),
         "class_weight": ("float32", {}, class_weight),
@@ -99,104 +186,48 @@ def measure(backend, epochs, rounds, samples, batch_size, suite="fit"):
         for variant, (policy, compile_kwargs, weights) in variants.items():
             models = {k: compiled(build, k == "kx", policy, **compile_kwargs)
                       for k in ("keras", "kx")}
-            times = {k: [] for k in models}
-            fit_kwargs = dict(batch_size=batch_size, verbose=0, shuffle=False,
-                              class_weight=weights)
-            for m in models.values():  # warm-up: trace/compile, not timed
-                m.fit(x, y, epochs=1, **fit_kwargs)
-            for _ in range(rounds):
-                for k, m in models.items():
-                    timer = EpochTimer()
-                    timer.times = times[k]
-                    m.fit(x, y, epochs=epochs, callbacks=[timer], **fit_kwargs)
-            sps = {k: steps / float(np.min(t)) for k, t in times.items()}
+            times = interleaved_times(models, x, y, epochs, turn,
+                                      dict(fit_kwargs, class_weight=weights))
             rows.append({"backend": backend, "model": name, "variant": variant,
-                         "keras": sps["keras"], "kx": sps["kx"]})
-    return rows
-
-
-def loss_weight_rows(backend, mlp, cnn, x, y, epochs, rounds, steps, batch_size):
-    import time
-
-    import keras
-    import numpy as np
-
-    import kx
-
-    def compiled(build, weight):
-        keras.utils.set_random_seed(0)
-        model = build(kx.CustomModel)
-        ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-        acc = keras.metrics.SparseCategoricalAccuracy(name="acc")
-        model.compile(optimizer=keras.optimizers.Adam(1e-3),
-                      loss={"ce": kx.LossDefinition("logits", "logits", ce)},
-                      loss_weights={"ce": weight},
-                      metrics={"acc": kx.MetricDefinition("logits", "logits", acc)})
-        return model
-
-    class EpochTimer(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.start = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            self.times.append(time.perf_counter() - self.start)
-
-    rows = []
-    for name, build in (("mlp", mlp), ("cnn", cnn)):
-        weights = {
-            "constant": 0.5,
-            "variable": keras.Variable(0.5, trainable=False),
-            "schedule": kx.schedules.LinearWarmup(steps * epochs * rounds, start_value=0.5),
-        }
-        models = {k: compiled(build, w) for k, w in weights.items()}
-        times = {k: [] for k in models}
-        fit_kwargs = dict(batch_size=batch_size, verbose=0, shuffle=False)
-        for m in models.values():  # warm-up: trace/compile, not timed
-            m.fit(x, y, epochs=1, **fit_kwargs)
-        for _ in range(rounds):
-            for k, m in models.items():
-                timer = EpochTimer()
-                timer.times = times[k]
-                m.fit(x, y, epochs=epochs, callbacks=[timer], **fit_kwargs)
-        sps = {k: steps / float(np.min(t)) for k, t in times.items()}
-        for variant in ("variable", "schedule"):
-            rows.append({"backend": backend, "model": name, "variant": variant,
-                         "keras": sps["constant"], "kx": sps[variant]})
+                         **ratio_row(steps, times, "keras", "kx")})
     return rows
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", choices=BACKENDS)
-    parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--turn", type=int, default=8, help="steps per turn of each fit")
     parser.add_argument("--samples", type=int, default=16384)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--suite", choices=("fit", "loss_weights"), default="fit")
     parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.backend and args.json:
-        rows = measure(args.backend, args.epochs, args.rounds, args.samples, args.batch_size,
+        rows = measure(args.backend, args.epochs, args.turn, args.samples, args.batch_size,
                        args.suite)
         print("ROWS " + json.dumps(rows))
         return
     rows = []
     for backend in [args.backend] if args.backend else BACKENDS:
         cmd = [sys.executable, __file__, "--backend", backend, "--json",
-               "--epochs", str(args.epochs), "--rounds", str(args.rounds),
+               "--epochs", str(args.epochs), "--turn", str(args.turn),
                "--samples", str(args.samples), "--batch-size", str(args.batch_size),
                "--suite", args.suite]
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
         rows += json.loads(next(ln for ln in out.splitlines() if ln.startswith("ROWS "))[5:])
-    print(f"steps/s, fastest epoch of {args.epochs * args.rounds}, batch {args.batch_size}, "
-          f"{args.samples} samples")
-    header = ("backend", "model", "variant", "keras", "kx", "kx/keras")
+    print(f"steps/s over {args.epochs} epochs of {args.samples} samples, batch "
+          f"{args.batch_size}, fits taking turns of {args.turn} steps; ratio: of the totals; "
+          "median [quartiles]: of the turns' ratios")
+    header = ("backend", "model", "variant", "keras", "kx", "kx/keras", "median", "quartiles")
     if args.suite == "loss_weights":
-        header = ("backend", "model", "weight", "constant", "weight", "ratio")
-    print("{:<11} {:<5} {:<15} {:>9} {:>9} {:>9}".format(*header))
+        header = ("backend", "model", "weight", "constant", "weight", "ratio", "median",
+                  "quartiles")
+    print("{:<11} {:<5} {:<15} {:>9} {:>9} {:>9} {:>7}  {}".format(*header))
     for r in rows:
         print(f"{r['backend']:<11} {r['model']:<5} {r['variant']:<15} "
-              f"{r['keras']:>9.1f} {r['kx']:>9.1f} {r['kx'] / r['keras']:>9.3f}")
+              f"{r['keras']:>9.1f} {r['kx']:>9.1f} {r['ratio']:>9.3f} {r['median']:>7.3f}  "
+              f"[{r['q1']:.3f}, {r['q3']:.3f}]")
 
 
 if __name__ == "__main__":
