@@ -49,9 +49,6 @@ from keras.src.utils.backend_utils import in_tf_graph  # noqa: F401
 # Whether a JAX trace is in progress.
 from keras.src.utils.jax_utils import is_in_jax_tracing_scope
 
-# Logs as Python floats, as Keras' fit returns them.
-from keras.src.utils.python_utils import pythonify_logs  # noqa: F401
-
 # Private attributes of Keras objects that kx reads, each only through an accessor below.
 PRIVATE_ATTRIBUTES = (
     "_outputs_struct",
