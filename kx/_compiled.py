@@ -14,7 +14,7 @@ from keras import ops
 
 from kx import _keras
 from kx._loss_weights import LossWeights
-from kx._structure import DEFAULT_OUTPUT_NAME, as_named, named_inputs, output_names
+from kx._structure import DEFAULT_OUTPUT_NAME, named_inputs, named_outputs, named_targets
 from kx.definitions import ExtendedLoss, ExtendedMetric, LossDefinition, MetricDefinition
 
 _RESERVED_KEYS = ("loss",)
@@ -241,12 +241,9 @@ class CompiledDefinitions:
         total = batch_size = None
         for key, value in self._loss_values(model, x, y, y_pred, sample_weight):
             if record and not (key == self._alias and not extra):
-                self._alias_tracked = self._alias_tracked or key == self._alias
                 if batch_size is None:  # once per step, not once per loss
                     batch_size = _batch_size(x, y_pred)
-                self.loss_trackers[key].update_state(
-                    _keras.unscale_loss_for_distribution(value), sample_weight=batch_size
-                )
+                self._record(key, value, batch_size)
             term = self.loss_weights.term(model, key, value)
             total = term if total is None else total + term
         if not record:
@@ -254,6 +251,13 @@ class CompiledDefinitions:
         for e in extra:
             total = e if total is None else total + e
         return ops.zeros((), "float32") if total is None else total
+
+    def _record(self, key, value, batch_size):
+        """Adds a step's value of loss `key` to its tracker; notes when that is the alias'."""
+        self._alias_tracked = self._alias_tracked or key == self._alias
+        self.loss_trackers[key].update_state(
+            _keras.unscale_loss_for_distribution(value), sample_weight=batch_size
+        )
 
     def _loss_values(self, model, x, y, y_pred, sample_weight):
         """(key, float32 value) of every loss, unweighted."""
@@ -283,11 +287,7 @@ class CompiledDefinitions:
             self._unrecorded = False
             for key, value in self._loss_values(model, x, y, y_pred, sample_weight):
                 if key != self._alias or model.losses:
-                    self._alias_tracked = self._alias_tracked or key == self._alias
-                    self.loss_trackers[key].update_state(
-                        _keras.unscale_loss_for_distribution(value),
-                        sample_weight=_batch_size(x, y_pred),
-                    )
+                    self._record(key, value, _batch_size(x, y_pred))
         if not self.metrics:
             return
         targets, outputs = _named(model, y, y_pred)
@@ -346,9 +346,7 @@ def _is_def(d):
 def _named(model, y, y_pred):
     """Targets and outputs by name (inputs are named only where an extended definition reads
     them: `_join`)."""
-    names = output_names(model)
-    return (as_named(y, names, "targets", DEFAULT_OUTPUT_NAME),
-            as_named(y_pred, names, "outputs", DEFAULT_OUTPUT_NAME))
+    return named_targets(model, y), named_outputs(model, y_pred)
 
 
 def _get(named, name, kind, key, d):
