@@ -113,16 +113,17 @@ def can_update_state():
 
 def replace_tracked_attribute(layer, name, value):
     """`setattr(layer, name, value)`, tracked as Keras tracks attributes (a layer's variables and
-    metrics become the model's), with the previous value untracked. Keras locks the tracker of a
-    built subclassed model (`Layer._tracker` is private); compile attaches state after build,
-    as Functional models allow."""
+    metrics become the model's; a tuple's items are tracked one by one), with the previous value
+    (or its items) untracked. Keras locks the tracker of a built subclassed model
+    (`Layer._tracker` is private); compile attaches state after build, as Functional models
+    allow."""
     tracker = layer._tracker
     locked = tracker.locked
     tracker.unlock()
     try:
         old = getattr(layer, name, None)
-        if old is not None:
-            tracker.untrack(old)
+        for item in old if isinstance(old, tuple) else () if old is None else (old,):
+            tracker.untrack(item)
         setattr(layer, name, value)
     finally:
         if locked:

@@ -7,8 +7,8 @@ every step), a schedule of the training step (any `keras.optimizers.schedules.Le
 learned) or `"dwa"` (Dynamic Weight Average, updated at each epoch end).
 
 `LossWeights` is what compile makes of the argument: it validates it, gives the weighted term of
-each loss inside the step, and owns a layer (`layer`, attached to the model) with every variable
-and tracker that non-constant weights need, so that the model trains, saves and loads them and
+each loss inside the step, and owns (`state`) every variable and tracker that non-constant weights
+need, which `attach` makes the model's own, so that the model trains, saves and loads them and
 JAX's stateless step sees them. Only `UncertaintyWeight` is public.
 """
 
@@ -20,7 +20,15 @@ import numpy as np
 from keras import ops
 
 from kx import _keras
-from kx.backend import compiled, mirror, read_mirror
+from kx.backend import (
+    assign,
+    compiled,
+    float32,
+    mirror,
+    read_mirror,
+    schedule_reader,
+    snapshot,
+)
 
 __all__ = ["UncertaintyWeight"]
 
@@ -159,7 +167,7 @@ class LossWeights(Mapping):
                     f"The weight of loss {key!r} is logged as {key + '_weight'!r}, which is "
                     f"also a loss or metric key. Rename that loss or metric."
                 )
-        self.layer = _LossWeightsState(dynamic) if dynamic else None
+        self.state = _LossWeightsState(dynamic) if dynamic else None
         # What `get_compile_config` saves: variables as their values (see _SavedVariable).
         self.compile_argument = _saveable(loss_weights)
 
@@ -177,20 +185,27 @@ class LossWeights(Mapping):
         weight = self._weights.get(key, 1.0)
         if isinstance(weight, float):
             return value if weight == 1.0 else value * weight
-        return self.layer.term(model, key, weight, value)
+        return self.state.term(model, key, weight, value)
 
     def callbacks(self, callbacks):
         """`fit`'s callbacks with the ones these weights need (DWA's epoch-end update) first."""
-        if self.layer is None or self.layer.dwa_keys is None:
+        if self.state is None or self.state.dwa_keys is None:
             return callbacks
-        return [_DWACallback(self.layer), *(callbacks or [])]
+        return [_DWACallback(self.state), *(callbacks or [])]
 
 
 def attach(model, loss_weights):
-    """Sets `model._kx_loss_weights` to the layer of `loss_weights` (None: no layer)."""
-    layer = None if loss_weights is None else loss_weights.layer
-    if getattr(model, _ATTRIBUTE, None) is not layer:
-        _keras.replace_tracked_attribute(model, _ATTRIBUTE, layer)
+    """Sets `model._kx_loss_weights` to the variables and trackers of `loss_weights` (a tuple,
+    tracked by the model; None: none)."""
+    state = None if loss_weights is None else loss_weights.state
+    new = () if state is None else state.tracked
+    old = getattr(model, _ATTRIBUTE, None) or ()
+    if len(old) != len(new) or any(a is not b for a, b in zip(old, new)):
+        _keras.replace_tracked_attribute(model, _ATTRIBUTE, new or None)
+
+
+def _non_trainable(value, name):
+    return keras.Variable(np.asarray(value, "float32"), dtype="float32", trainable=False, name=name)
 
 
 class _CurrentValue(keras.metrics.Metric):
@@ -202,63 +217,72 @@ class _CurrentValue(keras.metrics.Metric):
         self.current = self.add_variable((), "zeros", aggregation="mean", name="current")
 
     def update_state(self, value):
-        self.current.assign(value)  # assign casts to the variable's dtype
+        assign(self.current, value)  # a float32 scalar, as the variable
 
     def result(self):
-        return ops.convert_to_tensor(self.current)
+        return snapshot(self.current)
 
     def reset_state(self):
         self.current.assign(ops.zeros((), self.dtype))
 
 
-class _LossWeightsState(keras.layers.Layer):
+class _LossWeightsState:
     """The variables and `<name>_weight` trackers of non-constant loss weights.
 
-    Attached to the model at compile: uncertainty log-variances are then model trainable
-    variables, DWA's weights and epoch losses non-trainable ones, and the mirrors of variables and
-    of the optimizer's iteration count (see `kx.backend.mirror`) exist whatever the backend; all
-    are saved with the model. The trackers are metrics of the model.
+    Not a layer: `attach` makes its variables and trackers the model's own (tracked) state, so
+    that uncertainty log-variances are model trainable variables, DWA's weights and epoch losses
+    non-trainable ones, the mirrors of variables and of the optimizer's iteration count (see
+    `kx.backend.mirror`) exist whatever the backend, all are saved with the model, and the
+    trackers are metrics of the model. (A sublayer would do the same, but Keras walks every layer
+    several times per step: on eager torch that walk cost as much as the weights themselves.)
+    Variable paths start with `kx_loss_weights/`.
     """
 
     def __init__(self, weights):
-        super().__init__(name="kx_loss_weights", dtype="float32")
         self.trackers = {key: _CurrentValue(f"{key}_weight") for key in weights}
         self.log_variances = {}
         self.variable_mirrors = {}
+        self.schedules = {}  # key: the schedule's value as a function of the step
         self.iterations = None
         self.dwa_keys = None
-        for key, weight in weights.items():
-            if isinstance(weight, UncertaintyWeight):
-                self.log_variances[key] = self.add_weight(
-                    shape=(), initializer=keras.initializers.Constant(
-                        weight.initial_log_variance), name=f"{key}_log_variance",
-                )  # fmt: skip
-            elif isinstance(weight, _Variable):
-                self.variable_mirrors[key] = mirror(self, f"{key}_weight_value", weight.variable)
-            elif isinstance(weight, _Schedule) and self.iterations is None:
-                self.iterations = mirror(self, "optimizer_iterations", None, "int32")
-        dwa = [key for key, weight in weights.items() if isinstance(weight, _DynamicWeightAverage)]
-        if dwa:
-            self.dwa_keys = dwa
-            n = len(dwa)
-            self.dwa_weights = self.add_weight(
-                shape=(n,), initializer="ones", trainable=False, name="dwa_weights"
-            )
-            # Rows: the epoch average of each loss one and two epochs ago.
-            self.dwa_epoch_losses = self.add_weight(
-                shape=(2, n), initializer="zeros", trainable=False, name="dwa_epoch_losses"
-            )
-            self.dwa_epochs = self.add_weight(
-                shape=(), initializer="zeros", trainable=False, name="dwa_epochs"
-            )
-        self.built = True
+        with keras.name_scope("kx_loss_weights"):
+            for key, weight in weights.items():
+                if isinstance(weight, UncertaintyWeight):
+                    self.log_variances[key] = keras.Variable(
+                        weight.initial_log_variance, dtype="float32", trainable=True,
+                        name=f"{key}_log_variance",
+                    )  # fmt: skip
+                elif isinstance(weight, _Variable):
+                    self.variable_mirrors[key] = mirror(f"{key}_weight_value", weight.variable)
+                elif isinstance(weight, _Schedule):
+                    self.schedules[key] = schedule_reader(weight.schedule)
+                    if self.iterations is None:
+                        self.iterations = mirror("optimizer_iterations", None, "int32")
+            dwa = [k for k, weight in weights.items() if isinstance(weight, _DynamicWeightAverage)]
+            if dwa:
+                self.dwa_keys = dwa
+                n = len(dwa)
+                self.dwa_weights = _non_trainable(np.ones(n), "dwa_weights")
+                # Rows: the epoch average of each loss one and two epochs ago.
+                self.dwa_epoch_losses = _non_trainable(np.zeros((2, n)), "dwa_epoch_losses")
+                self.dwa_epochs = _non_trainable(0.0, "dwa_epochs")
+
+    @property
+    def tracked(self):
+        """The variables and trackers, as `attach` gives them to the model."""
+        variables = [
+            *self.log_variances.values(), *self.variable_mirrors.values(), self.iterations,
+            *(() if self.dwa_keys is None else (
+                self.dwa_weights, self.dwa_epoch_losses, self.dwa_epochs)),
+        ]  # fmt: skip
+        return (*(v for v in variables if v is not None), *self.trackers.values())
 
     def term(self, model, key, weight, value):
         extra = None
         if isinstance(weight, _Variable):
             factor = read_mirror(model, self.variable_mirrors[key], weight.variable)
         elif isinstance(weight, _Schedule):
-            factor = weight.schedule(read_mirror(model, self.iterations))
+            factor = self.schedules[key](read_mirror(model, self.iterations))
         elif isinstance(weight, UncertaintyWeight):
             s = ops.cast(self.log_variances[key], "float32")
             factor = _TASKS[weight.task] * ops.exp(-s)
@@ -266,23 +290,13 @@ class _LossWeightsState(keras.layers.Layer):
             extra = _keras.scale_loss_for_distribution(0.5 * s)
         else:
             factor = self.dwa_weights[weight.index]
-        factor = _float32(factor)
+        factor = float32(factor)
         if isinstance(weight, UncertaintyWeight):  # the one kind with trainable variables
             self.trackers[key].update_state(ops.stop_gradient(factor))
         else:
             self.trackers[key].update_state(factor)
         term = factor * value
         return term if extra is None else term + extra
-
-
-def _float32(x):
-    """`x` as a float32 tensor; no op where it is one already (eager torch pays per op)."""
-    if isinstance(x, keras.Variable):
-        x = x.value
-    dtype = getattr(x, "dtype", None)
-    if dtype is not None and keras.backend.standardize_dtype(dtype) == "float32":
-        return x
-    return ops.cast(x, "float32")
 
 
 class _DWACallback(keras.callbacks.Callback):

@@ -1,17 +1,23 @@
 """Schedules of the training step for loss weights: warm-up, cyclical annealing, step-wise values.
 
 Each is a `keras.optimizers.schedules.LearningRateSchedule`: called with the optimizer's iteration
-count (0 before the first update), it returns a float32 scalar. `kx.CustomModel.compile` takes
+count (0 before the first update), it returns a float32 scalar. Each also says (`_horizon`) after
+how many steps its values repeat or hold, which lets eager torch read a loss weight from a table
+(`kx.backend.schedule_reader`). `kx.CustomModel.compile` takes
 them (and any other Keras schedule) as `loss_weights` values and evaluates them inside the
 compiled step; they work as learning-rate schedules too.
 
-Written with `keras.ops` only, so the same code runs in TensorFlow graphs, JAX's jit and torch.
+Written with Python operators on tensors and `kx.backend`'s cast, clip, count and lookup (native
+torch ops on eager torch, where every `keras.ops` call costs microseconds of dispatch per step), so
+the same code runs in TensorFlow graphs, JAX's jit and torch.
 """
 
 import math
 
 import keras
 from keras import ops
+
+from kx.backend import clip, count_true, float32, lookup
 
 __all__ = ["CyclicalAnnealing", "LinearWarmup", "StepwiseConstant"]
 
@@ -37,10 +43,6 @@ def _check_steps(owner, arg, value, minimum):
             f"{owner}: expected `{arg}` to be an integer >= {minimum}. Received: {arg}={value!r}"
         )
     return value
-
-
-def _step(step):
-    return ops.cast(step, "float32")
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -77,9 +79,12 @@ class LinearWarmup(keras.optimizers.schedules.LearningRateSchedule):
         self.delay_steps = _check_steps(owner, "delay_steps", delay_steps, 0)
 
     def __call__(self, step):
-        progress = (_step(step) - self.delay_steps) / self.warmup_steps
-        progress = ops.clip(progress, 0.0, 1.0)
+        progress = clip((float32(step) - self.delay_steps) / self.warmup_steps, 0.0, 1.0)
         return self.start_value + (self.value - self.start_value) * progress
+
+    def _horizon(self):
+        # (steps, periodic): the value holds from step delay + warmup on (see kx.backend).
+        return self.delay_steps + self.warmup_steps + 1, False
 
     def get_config(self):
         return {
@@ -134,8 +139,12 @@ class CyclicalAnnealing(keras.optimizers.schedules.LearningRateSchedule):
 
     def __call__(self, step):
         period = self.total_steps / self.cycles
-        tau = ops.mod(_step(step), float(math.ceil(period))) / period
-        return self.value * ops.minimum(tau / self.ratio, 1.0)
+        tau = float32(step) % float(math.ceil(period)) / period  # steps >= 0: tau >= 0
+        return self.value * clip(tau / self.ratio, 0.0, 1.0)
+
+    def _horizon(self):
+        # The value repeats every ceil(total_steps / cycles) steps.
+        return math.ceil(self.total_steps / self.cycles), True
 
     def get_config(self):
         return {
@@ -180,13 +189,19 @@ class StepwiseConstant(keras.optimizers.schedules.LearningRateSchedule):
             )
         self.boundaries = boundaries
         self.values = [_check_value(owner, "values", v) for v in values]
+        # Made once, eagerly (a tensor made inside one traced step cannot serve the next).
+        self._boundaries = ops.convert_to_tensor(boundaries, "float32")
+        self._values = ops.convert_to_tensor(self.values, "float32")
 
     def __call__(self, step):
-        step = _step(step)
-        weight = ops.convert_to_tensor(self.values[0], "float32")
-        for boundary, value in zip(self.boundaries, self.values[1:]):
-            weight = ops.where(step >= boundary, value, weight)
-        return weight
+        # The value after as many boundaries as the step has reached (per step, for a tensor
+        # of steps).
+        reached = float32(step)[..., None] >= self._boundaries
+        return lookup(self._values, count_true(reached, axis=-1))
+
+    def _horizon(self):
+        # The last value holds from the last boundary on.
+        return (self.boundaries[-1] if self.boundaries else 0) + 1, False
 
     def get_config(self):
         return {"boundaries": self.boundaries, "values": self.values}

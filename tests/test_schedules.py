@@ -113,3 +113,37 @@ def test_works_as_a_learning_rate_schedule():
 def test_bad_arguments(make, match):
     with pytest.raises((ValueError, TypeError), match=match):
         make()
+
+
+SCHEDULES = [
+    kx.schedules.LinearWarmup(10, value=0.5, start_value=0.1, delay_steps=3),
+    kx.schedules.CyclicalAnnealing(100, cycles=3, ratio=0.25, value=2.0),  # period 33.3
+    kx.schedules.CyclicalAnnealing(7, cycles=7),  # period 1: always 0
+    kx.schedules.StepwiseConstant([5, 9], [0.0, 0.5, 1.0]),
+    kx.schedules.StepwiseConstant([], [0.3]),
+    kx.schedules.LinearWarmup(2**21, start_value=0.5),  # longer than torch's table: the formula
+]
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES, ids=lambda s: type(s).__name__)
+def test_a_tensor_of_steps_gives_each_steps_value(schedule):
+    steps = np.array([0, 1, 3, 4, 5, 8, 9, 10, 13, 14, 33, 34, 67, 99, 100, 1000], "int32")
+    values = keras.ops.convert_to_numpy(schedule(keras.ops.convert_to_tensor(steps)))
+    assert values.shape == steps.shape
+    assert_close(values, [float(schedule(int(t))) for t in steps], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES, ids=lambda s: type(s).__name__)
+def test_the_loss_weight_reader_gives_the_schedules_values(schedule):
+    """What a step reads for a scheduled loss weight (on torch: a table of the schedule's
+    values, read at the iteration count) equals the schedule at every step, past its
+    horizon too, to the bit."""
+    from kx.backend import schedule_reader
+
+    read = schedule_reader(schedule)
+    iterations = keras.Variable(0, dtype="int32", trainable=False)  # as optimizer.iterations
+    for step in [*range(120), 2**20 - 1, 2**20, 2**21 + 5, 10**7 + 3]:
+        iterations.assign(step)
+        got = keras.ops.convert_to_numpy(read(iterations))
+        assert got.shape == () and got.dtype == np.float32
+        assert got == keras.ops.convert_to_numpy(schedule(step)), step

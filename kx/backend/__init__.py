@@ -1,7 +1,8 @@
 """The only backend-specific code of kx: trainer fixes per backend (`TrainStep`: TensorFlow's
 multi-worker ones, JAX's loss-weight mirrors), and a few primitives that some backend runs much
 faster natively than through generic `keras.ops`: counting ids and invalid values, looking up a
-table and the range of values (torch), the index of the largest score (all three), and
+table and the range of values, casting, clipping and assigning scalars in every step, reading a
+schedule from a table (torch), the index of the largest score (all three), and
 compiling a pure function for eager calls (TensorFlow and JAX dispatch each eager op separately).
 Also `mirror` / `read_mirror`: state that the model does not own (a variable given as a loss
 weight, the optimizer's iteration count) as a compiled step sees it (JAX's stateless step sees
@@ -78,9 +79,9 @@ def _generic_concrete_value(x):
         return None
 
 
-def count_true(mask):
-    """int32 number of True entries of the boolean `mask`."""
-    return ops.sum(ops.cast(mask, "int32"))
+def count_true(mask, axis=None):
+    """int32 number of True entries of the boolean `mask` (along `axis`; None: all)."""
+    return ops.sum(ops.cast(mask, "int32"), axis=axis)
 
 
 def count_nan(x):
@@ -98,6 +99,37 @@ def first_argmax(x):
     return ops.cast(ops.argmax(x, axis=-1), "int32")
 
 
+def float32(x):
+    """`x` (a number, tensor or variable) as a float32 tensor; no op where it is one already."""
+    return _generic_float32(x)
+
+
+def _generic_float32(x):
+    # A second name, as for `concrete_value`: torch's `float32` falls back to it.
+    if isinstance(x, keras.Variable):
+        x = ops.convert_to_tensor(x)  # a read (under tf.distribute, `.value` is the variable)
+    dtype = getattr(x, "dtype", None)
+    if dtype is not None and keras.backend.standardize_dtype(dtype) == "float32":
+        return x
+    return ops.cast(x, "float32")
+
+
+def clip(x, low, high):
+    """`x` (a float tensor) clipped to `[low, high]` (numbers)."""
+    return ops.clip(x, low, high)
+
+
+def assign(variable, value):
+    """`variable.assign(value)`, for a tensor `value` of the variable's dtype and shape."""
+    variable.assign(value)
+
+
+def snapshot(variable):
+    """The current value of `variable` as a tensor that later assignments leave alone (a log
+    of it may be read after the next step; eager TensorFlow's conversion returns the variable)."""
+    return ops.copy(ops.convert_to_tensor(variable))
+
+
 def compiled(fn):
     """`fn` (pure: tensors in, tensors out, no variable access), compiled for eager calls.
 
@@ -106,8 +138,9 @@ def compiled(fn):
     return fn
 
 
-def mirror(layer, name, source=None, dtype="float32"):
-    """A scalar non-trainable weight of `layer` standing for `source` inside compiled steps.
+def mirror(name, source=None, dtype="float32"):
+    """A scalar non-trainable variable (for the model to own) standing for `source` inside
+    compiled steps.
 
     `source` is a variable the model does not own, or None for the optimizer's iteration count.
     Here steps read the source itself (`read_mirror`) and the weight is unused; JAX keeps it
@@ -115,10 +148,13 @@ def mirror(layer, name, source=None, dtype="float32"):
     has the same variables whichever backend saved or loads it.
     """
     initial = 0 if source is None else keras.ops.convert_to_numpy(source.value)
-    return layer.add_weight(
-        shape=(), dtype=dtype, initializer=keras.initializers.Constant(initial),
-        trainable=False, name=name,
-    )  # fmt: skip
+    return keras.Variable(initial, dtype=dtype, trainable=False, name=name)
+
+
+def schedule_reader(schedule):
+    """A function: the optimizer's iteration count -> the value of `schedule` (a loss weight) at
+    that step. Here the schedule itself: compiled steps fuse its few scalar ops."""
+    return schedule
 
 
 def read_mirror(model, weight, source=None):
@@ -149,6 +185,8 @@ elif _backend == "jax":
 elif _backend == "torch":
     from kx.backend.torch import (  # noqa: F811
         TrainStep,
+        assign,
+        clip,
         concrete_value,
         count_ids,
         count_marginals,
@@ -156,7 +194,10 @@ elif _backend == "torch":
         count_outside,
         count_true,
         first_argmax,
+        float32,
         lookup,
+        schedule_reader,
+        snapshot,
         value_range,
     )
 else:
@@ -166,6 +207,8 @@ else:
 
 __all__ = [
     "TrainStep",
+    "assign",
+    "clip",
     "compiled",
     "concrete_value",
     "count_ids",
@@ -175,8 +218,11 @@ __all__ = [
     "count_true",
     "distribute_source",
     "first_argmax",
+    "float32",
     "lookup",
     "mirror",
     "read_mirror",
+    "schedule_reader",
+    "snapshot",
     "value_range",
 ]

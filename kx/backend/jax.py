@@ -51,14 +51,12 @@ class TrainStep:
         return super().test_on_batch(*args, **kwargs)
 
 
-def mirror(layer, name, source=None, dtype="float32"):
-    """A scalar non-trainable weight of `layer` that steps read instead of `source` (a variable
-    the model does not own, or None for the optimizer's iteration count); kept equal to it."""
+def mirror(name, source=None, dtype="float32"):
+    """A scalar non-trainable variable (for the model to own) that steps read instead of
+    `source` (a variable the model does not own, or None for the optimizer's iteration count);
+    kept equal to it."""
     initial = 0 if source is None else keras.ops.convert_to_numpy(source.value)
-    weight = layer.add_weight(
-        shape=(), dtype=dtype, initializer=keras.initializers.Constant(initial),
-        trainable=False, name=name,
-    )  # fmt: skip
+    weight = keras.Variable(initial, dtype=dtype, trainable=False, name=name)
     key = id(weight)
     _SOURCES[key] = (weakref.ref(weight, lambda _: _SOURCES.pop(key, None)), source)
     return weight

@@ -1,9 +1,13 @@
 """torch: Keras' own steps need no change. The counting, lookup, value-range and argmax
-primitives and the counts of invalid values in native torch (each `keras.ops` call costs
-microseconds of dispatch on eager torch, and these run on every step)."""
+primitives, the counts of invalid values, and the scalar cast, clip and assign of loss weights
+and schedules in native torch (each `keras.ops` call costs 5-50 microseconds of dispatch on eager
+torch, and these run on every step); kx's schedules read from a table of their values."""
 
 import keras
 import torch
+from keras import ops
+
+from kx import _keras
 
 
 class TrainStep:
@@ -37,9 +41,10 @@ def count_marginals(t, p, num_classes, keep=None, weights=None):
 
 
 def lookup(table, ids):
-    """`table[ids]` for ids in [0, len(table) - 1); any other id reads the last entry."""
+    """`table[ids]` (a 1-D table) for ids in [0, len(table) - 1); any other id reads the last
+    entry. `take`, not indexing: indexing by a 0-d tensor reads the id on the host (a sync)."""
     n = table.shape[0] - 1
-    return table[torch.where((ids >= 0) & (ids < n), ids, n)]
+    return torch.take(table, torch.where((ids >= 0) & (ids < n), ids, n).long())
 
 
 def value_range(x):
@@ -47,9 +52,9 @@ def value_range(x):
     return torch.stack(torch.aminmax(x))
 
 
-def count_true(mask):
-    """int32 number of True entries of the boolean `mask`, in one native op."""
-    return mask.sum(dtype=torch.int32)
+def count_true(mask, axis=None):
+    """int32 number of True entries of the boolean `mask` (along `axis`), in one native op."""
+    return mask.sum(dtype=torch.int32) if axis is None else mask.sum(dim=axis, dtype=torch.int32)
 
 
 def count_nan(x):
@@ -79,3 +84,74 @@ def concrete_value(x):
     from kx.backend import _generic_concrete_value
 
     return _generic_concrete_value(x)
+
+
+def float32(x):
+    """`x` as a float32 tensor, by one native cast where it is not one already."""
+    if isinstance(x, keras.Variable):
+        x = x.value
+    if isinstance(x, torch.Tensor):
+        return x if x.dtype == torch.float32 else x.to(torch.float32)
+    from kx.backend import _generic_float32
+
+    return _generic_float32(x)
+
+
+def clip(x, low, high):
+    """`torch.clamp`: Keras' `clip` turns its bounds into tensors on every call."""
+    return torch.clamp(x, low, high)
+
+
+def assign(variable, value):
+    """One native copy into the variable's storage where Keras' `assign` would convert and
+    check `value` first; Keras' `assign` in a stateless scope or for any other value (one
+    that needs gradients among them: the copy is not recorded by autograd)."""
+    target = variable.value  # the storage itself (a Parameter) unless autocast made a copy
+    if (
+        isinstance(value, torch.Tensor)
+        and not value.requires_grad
+        and isinstance(target, torch.nn.Parameter)
+        and value.dtype == target.dtype
+        and value.shape == target.shape
+        and not _keras.in_stateless_scope()
+    ):
+        target.copy_(value)
+    else:
+        variable.assign(value)
+
+
+def snapshot(variable):
+    """A copy of the variable's value: Keras' torch `convert_to_tensor` returns the storage
+    itself, which the next step's `assign` overwrites in place while an asynchronous callback
+    may still be reading the log."""
+    return variable.value.detach().clone()
+
+
+_MAX_TABLE = 2**20  # entries (4 MiB) of a schedule's table; longer ones are evaluated as written
+
+
+def schedule_reader(schedule):
+    """A function: the optimizer's iteration count -> the value of `schedule` at that step.
+
+    A kx schedule says (`_horizon`) after how many steps `n` its values hold or repeat; its
+    values at steps 0 .. n - 1, computed once by the schedule itself (the same float32 ops, so
+    the same values), are then read with one clamp or remainder and one gather, where its
+    formula would take 6-10 ops, each a dispatch and a conversion of a Python number on eager
+    torch. Any other schedule, or a longer one, is evaluated as written.
+    """
+    horizon = getattr(schedule, "_horizon", None)
+    if horizon is None:
+        return schedule
+    n, periodic = horizon()
+    if n > _MAX_TABLE:
+        return schedule
+    with torch.no_grad():
+        table = float32(schedule(ops.arange(n, dtype="int64"))).detach().contiguous()
+
+    def read(step):
+        if isinstance(step, keras.Variable):
+            step = step.value
+        step = torch.remainder(step, n) if periodic else torch.clamp(step, max=n - 1)
+        return torch.take(table, step.long())
+
+    return read
