@@ -13,8 +13,9 @@ the ratio of those, and the median and quartiles of the turns' ratios. One subpr
 backend.
 
 `--suite loss_weights`: kx.CustomModel alone, its loss weighted by a constant (0.5), by a
-non-trainable `keras.Variable` and by a schedule (`kx.schedules.LinearWarmup`), the three fits
-taking turns; ratios against the constant.
+non-trainable `keras.Variable` and by a schedule (`kx.schedules.LinearWarmup`, in its ramp
+throughout), with a second constant-weight model as an A/A control, the four fits taking turns;
+ratios against the constant.
 
     python benchmarks/fit_overhead.py                  # all backends
     python benchmarks/fit_overhead.py --backend jax    # one backend
@@ -35,27 +36,37 @@ def interleaved_times(models, x, y, epochs, turn, fit_kwargs):
 
     The fits take turns: a callback at each `turn`-th batch hands over to the next model and
     waits for its own turn, so exactly one fit runs at any time, and turn i of every model falls
-    within the same fraction of a second. A turn's time covers everything `fit` does for those
-    steps (data, step, callbacks, epoch ends); each fit's set-up before its first batch is left
-    out. Returns {name: [seconds per turn]}, entries paired by position.
+    within the same fraction of a second (round i; the order rotates from round to round). A
+    turn's time covers everything `fit` does for those steps (data, step, callbacks, epoch
+    ends) until their computation has finished (JAX: see `_finisher`); each fit's set-up
+    before its first batch is left out. Returns {name: [seconds per turn]}, entries paired by
+    position.
     """
+    import itertools
     import threading
     import time
 
     import keras
 
     names = list(models)
+    finish = _finisher()
     for m in models.values():  # the first fit traces/compiles; not timed
         m.fit(x, y, epochs=1, **fit_kwargs)
     turns = {k: threading.Semaphore(0) for k in names}
     ready = threading.Barrier(len(names) + 1)
     times = {k: [] for k in names}
 
+    def rounds():  # each model once per round; the order rotates, so none always follows another
+        for r in itertools.count():
+            yield from names[r % len(names):] + names[:r % len(names)]
+
+    order = rounds()
+    next(order)  # the first turn: names[0], started below
+
     class Turns(keras.callbacks.Callback):
         def __init__(self, name):
             super().__init__()
             self.name, self.steps, self.start = name, 0, None
-            self.next = names[(names.index(name) + 1) % len(names)]
 
         def on_train_batch_begin(self, batch, logs=None):
             if self.steps == 0:
@@ -71,8 +82,9 @@ def interleaved_times(models, x, y, epochs, turn, fit_kwargs):
 
         def hand_over(self):
             if self.start is not None:
+                finish(self.model)
                 times[self.name].append(time.perf_counter() - self.start)
-                turns[self.next].release()
+                turns[next(order)].release()  # one fit runs at a time: no lock needed
 
     errors = []
 
@@ -95,6 +107,23 @@ def interleaved_times(models, x, y, epochs, turn, fit_kwargs):
     if errors:
         raise errors[0]
     return times
+
+
+def _finisher():
+    """A function that waits for a model's dispatched steps to finish. JAX dispatches steps
+    asynchronously (its fit runs ahead of the computation): without the wait a turn's work would
+    spill into the next model's turn. TensorFlow's and torch's CPU steps return when done."""
+    import keras
+
+    if keras.backend.backend() != "jax":
+        return lambda model: None
+    import jax
+
+    def finish(model):
+        model.jax_state_sync()  # the in-flight state into the variables, then wait for it
+        jax.block_until_ready([v.value for v in model.variables])
+
+    return finish
 
 
 def ratio_row(steps, times, reference, other):
@@ -165,12 +194,13 @@ def measure(backend, epochs, turn, samples, batch_size, suite="fit"):
         for name, build in (("mlp", mlp), ("cnn", cnn)):
             weights = {
                 "constant": 0.5,
+                "constant A/A": 0.5,  # a second, identical model: the method's own spread
                 "variable": keras.Variable(0.5, trainable=False),
                 "schedule": kx.schedules.LinearWarmup(10**6, start_value=0.5),
             }
             models = {k: compiled(build, True, loss_weight=w) for k, w in weights.items()}
             times = interleaved_times(models, x, y, epochs, turn, fit_kwargs)
-            for variant in ("variable", "schedule"):
+            for variant in ("constant A/A", "variable", "schedule"):
                 rows.append({"backend": backend, "model": name, "variant": variant,
                              **ratio_row(steps, times, "constant", variant)})
         return rows
