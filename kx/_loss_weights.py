@@ -209,7 +209,10 @@ def _non_trainable(value, name):
 
 
 class _CurrentValue(keras.metrics.Metric):
-    """Logs the last value it was given (the weight in effect), per step and at epoch end."""
+    """Logs the last value it was given (the weight in effect), per step and at epoch end.
+
+    Resetting keeps that value: it is still the weight in effect (and a reset that wrote a zero
+    would cost an eager op at every epoch start and evaluation)."""
 
     def __init__(self, name):
         super().__init__(name=name, dtype="float32")
@@ -223,7 +226,7 @@ class _CurrentValue(keras.metrics.Metric):
         return snapshot(self.current)
 
     def reset_state(self):
-        self.current.assign(ops.zeros((), self.dtype))
+        pass
 
 
 class _LossWeightsState:

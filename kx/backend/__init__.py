@@ -126,8 +126,8 @@ def assign(variable, value):
 
 def snapshot(variable):
     """The current value of `variable` as a tensor that later assignments leave alone (a log
-    of it may be read after the next step; eager TensorFlow's conversion returns the variable)."""
-    return ops.copy(ops.convert_to_tensor(variable))
+    of it may be read after the next step). JAX arrays are immutable: the value itself."""
+    return ops.convert_to_tensor(variable)
 
 
 def compiled(fn):
@@ -179,6 +179,7 @@ if _backend == "tensorflow":
         compiled,
         distribute_source,
         first_argmax,
+        snapshot,
     )
 elif _backend == "jax":
     from kx.backend.jax import TrainStep, compiled, first_argmax, mirror, read_mirror  # noqa: F811

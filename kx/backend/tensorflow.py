@@ -13,10 +13,10 @@ dataset in which each worker computes only its part of every global batch (`dist
 Keras would otherwise turn it into a `tf.data` pipeline that every worker computes whole before
 `tf.distribute` keeps each worker's part.
 
-Two primitives: `compiled` runs a pure function as a `tf.function` when called eagerly (one
+Three primitives: `compiled` runs a pure function as a `tf.function` when called eagerly (one
 graph call instead of one dispatch per op), and inline when already inside a graph;
 `first_argmax` is TensorFlow's own argmax (Keras' adds a flush-to-zero fix: about 20 ops, 4x
-the time inside a compiled step).
+the time inside a compiled step); `snapshot` reads a variable into a tensor of its own.
 """
 
 import itertools
@@ -32,6 +32,12 @@ def first_argmax(x):
     """int32 index of the largest entry along the last axis (the first one on ties, on CPU;
     TensorFlow does not promise which one elsewhere)."""
     return tf.argmax(x, axis=-1, output_type=tf.int32)
+
+
+def snapshot(variable):
+    """A read of the variable that later assignments leave alone: eagerly, Keras' conversion
+    returns the `tf.Variable` itself; in a graph the identity of a read costs nothing."""
+    return tf.identity(variable.value)
 
 
 def compiled(fn):
