@@ -15,11 +15,13 @@ backend.
 `--suite loss_weights`: kx.CustomModel alone, its loss weighted by a constant (0.5), by a
 non-trainable `keras.Variable` and by a schedule (`kx.schedules.LinearWarmup`, in its ramp
 throughout), with a second constant-weight model as an A/A control, the four fits taking turns;
-ratios against the constant.
+ratios against the constant. `--suite loss_weights_steps` (torch): the same four models' eager
+steps alone, called in turn on each batch (`step_times`).
 
     python benchmarks/fit_overhead.py                  # all backends
     python benchmarks/fit_overhead.py --backend jax    # one backend
     python benchmarks/fit_overhead.py --suite loss_weights
+    python benchmarks/fit_overhead.py --suite loss_weights_steps   # torch, steps alone
 """
 
 import argparse
@@ -126,6 +128,31 @@ def _finisher():
     return finish
 
 
+def step_times(models, x, y, epochs, batch_size):
+    """torch: seconds of each training step, each model's `train_function` (the eager step that
+    Keras' torch `fit` calls once per batch) called in turn on the same batch, the order rotating
+    from batch to batch. Only the step: no data pipeline, callbacks or logs conversion, so the
+    ratio of two models is what their steps differ by. Returns {name: [seconds per step]}."""
+    import time
+
+    import keras
+
+    names = list(models)
+    for m in models.values():  # builds the optimizer and the metrics; not timed
+        m.fit(x, y, epochs=1, batch_size=batch_size, verbose=0)
+    batches = [(keras.ops.convert_to_tensor(x[i:i + batch_size]),
+                keras.ops.convert_to_tensor(y[i:i + batch_size]))
+               for i in range(0, len(x), batch_size)]  # fmt: skip
+    times = {k: [] for k in names}
+    for n, batch in enumerate(batches * epochs):
+        r = n % len(names)
+        for k in names[r:] + names[:r]:
+            start = time.perf_counter()
+            models[k].train_function([batch])
+            times[k].append(time.perf_counter() - start)
+    return times
+
+
 def ratio_row(steps, times, reference, other):
     """Steps/s of each side over all its turns, the ratio of those (other's speed relative to
     reference's), and the median and quartiles of the turns' ratios (the median ignores the few
@@ -190,7 +217,7 @@ def measure(backend, epochs, turn, samples, batch_size, suite="fit"):
     rows = []
     fit_kwargs = dict(batch_size=batch_size, verbose=0, shuffle=False)
     steps = epochs * -(-samples // batch_size)
-    if suite == "loss_weights":
+    if suite in ("loss_weights", "loss_weights_steps"):
         for name, build in (("mlp", mlp), ("cnn", cnn)):
             weights = {
                 "constant": 0.5,
@@ -199,7 +226,10 @@ def measure(backend, epochs, turn, samples, batch_size, suite="fit"):
                 "schedule": kx.schedules.LinearWarmup(10**6, start_value=0.5),
             }
             models = {k: compiled(build, True, loss_weight=w) for k, w in weights.items()}
-            times = interleaved_times(models, x, y, epochs, turn, fit_kwargs)
+            if suite == "loss_weights":
+                times = interleaved_times(models, x, y, epochs, turn, fit_kwargs)
+            else:
+                times = step_times(models, x, y, epochs, batch_size)
             for variant in ("constant A/A", "variable", "schedule"):
                 rows.append({"backend": backend, "model": name, "variant": variant,
                              **ratio_row(steps, times, "constant", variant)})
@@ -230,7 +260,8 @@ def main():
     parser.add_argument("--turn", type=int, default=8, help="steps per turn of each fit")
     parser.add_argument("--samples", type=int, default=16384)
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--suite", choices=("fit", "loss_weights"), default="fit")
+    parser.add_argument("--suite", choices=("fit", "loss_weights", "loss_weights_steps"),
+                        default="fit")
     parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.backend and args.json:
@@ -239,7 +270,10 @@ def main():
         print("ROWS " + json.dumps(rows))
         return
     rows = []
-    for backend in [args.backend] if args.backend else BACKENDS:
+    backends = [args.backend] if args.backend else BACKENDS
+    if args.suite == "loss_weights_steps":  # only torch's train_function is the plain step
+        backends = ["torch"]
+    for backend in backends:
         cmd = [sys.executable, __file__, "--backend", backend, "--json",
                "--epochs", str(args.epochs), "--turn", str(args.turn),
                "--samples", str(args.samples), "--batch-size", str(args.batch_size),
@@ -250,7 +284,10 @@ def main():
           f"{args.batch_size}, fits taking turns of {args.turn} steps; ratio: of the totals; "
           "median [quartiles]: of the turns' ratios")
     header = ("backend", "model", "variant", "keras", "kx", "kx/keras", "median", "quartiles")
-    if args.suite == "loss_weights":
+    if args.suite == "loss_weights_steps":
+        print("(steps alone: each model's train_function in turn on the same batch; median and "
+              "quartiles of the steps' ratios)")
+    if args.suite != "fit":
         header = ("backend", "model", "weight", "constant", "weight", "ratio", "median",
                   "quartiles")
     print("{:<11} {:<5} {:<15} {:>9} {:>9} {:>9} {:>7}  {}".format(*header))

@@ -33,7 +33,7 @@ from kx.backend import (
 __all__ = ["UncertaintyWeight"]
 
 _PACKAGE = "kx"
-_ATTRIBUTE = "_kx_loss_weights"  # the model attribute holding the layer; saved files name it
+_ATTRIBUTE = "_kx_loss_weights"  # the model attribute holding their state; saved files name it
 _DWA_TEMPERATURE = 2.0  # Liu, Johns & Davison's T
 _TASKS = {"regression": 0.5, "classification": 1.0}  # factor of exp(-s) in the loss term
 # Steps at which a schedule is checked at compile: the first ones, then around powers of two.
