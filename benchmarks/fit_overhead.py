@@ -280,13 +280,15 @@ def main():
                "--suite", args.suite]
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
         rows += json.loads(next(ln for ln in out.splitlines() if ln.startswith("ROWS "))[5:])
-    print(f"steps/s over {args.epochs} epochs of {args.samples} samples, batch "
-          f"{args.batch_size}, fits taking turns of {args.turn} steps; ratio: of the totals; "
-          "median [quartiles]: of the turns' ratios")
-    header = ("backend", "model", "variant", "keras", "kx", "kx/keras", "median", "quartiles")
     if args.suite == "loss_weights_steps":
-        print("(steps alone: each model's train_function in turn on the same batch; median and "
-              "quartiles of the steps' ratios)")
+        print(f"steps/s over {args.epochs} epochs of {args.samples} samples, batch "
+              f"{args.batch_size}, steps alone (each model's train_function in turn on the same "
+              "batch); ratio: of the totals; median [quartiles]: of the steps' ratios")
+    else:
+        print(f"steps/s over {args.epochs} epochs of {args.samples} samples, batch "
+              f"{args.batch_size}, fits taking turns of {args.turn} steps; ratio: of the "
+              "totals; median [quartiles]: of the turns' ratios")
+    header = ("backend", "model", "variant", "keras", "kx", "kx/keras", "median", "quartiles")
     if args.suite != "fit":
         header = ("backend", "model", "weight", "constant", "weight", "ratio", "median",
                   "quartiles")
