@@ -15,13 +15,13 @@ backend.
 `--suite loss_weights`: kx.CustomModel alone, its loss weighted by a constant (0.5), by a
 non-trainable `keras.Variable` and by a schedule (`kx.schedules.LinearWarmup`, in its ramp
 throughout), with a second constant-weight model as an A/A control, the four fits taking turns;
-ratios against the constant. `--suite loss_weights_steps` (torch): the same four models' eager
-steps alone, called in turn on each batch (`step_times`).
+ratios against the constant. `--suite loss_weights_steps`: the same four models' training steps
+alone, called in turn on each batch (`step_times`).
 
     python benchmarks/fit_overhead.py                  # all backends
     python benchmarks/fit_overhead.py --backend jax    # one backend
     python benchmarks/fit_overhead.py --suite loss_weights
-    python benchmarks/fit_overhead.py --suite loss_weights_steps   # torch, steps alone
+    python benchmarks/fit_overhead.py --suite loss_weights_steps   # the steps alone
 """
 
 import argparse
@@ -129,26 +129,51 @@ def _finisher():
 
 
 def step_times(models, x, y, epochs, batch_size):
-    """torch: seconds of each training step, each model's `train_function` (the eager step that
-    Keras' torch `fit` calls once per batch) called in turn on the same batch, the order rotating
-    from batch to batch. Only the step: no data pipeline, callbacks or logs conversion, so the
-    ratio of two models is what their steps differ by. Returns {name: [seconds per step]}."""
+    """Seconds of each training step alone: each model's `train_function` (what `fit` calls once
+    per batch) called in turn on the same batch, the order rotating from batch to batch, until
+    its result is ready. No data pipeline, callbacks or logs conversion, nor (JAX) fit's own
+    handling of the state between steps: the ratio of two models is what their steps differ by.
+    Returns {name: [seconds per step]}."""
     import time
 
     import keras
 
+    backend = keras.backend.backend()
     names = list(models)
     for m in models.values():  # builds the optimizer and the metrics; not timed
         m.fit(x, y, epochs=1, batch_size=batch_size, verbose=0)
     batches = [(keras.ops.convert_to_tensor(x[i:i + batch_size]),
                 keras.ops.convert_to_tensor(y[i:i + batch_size]))
                for i in range(0, len(x), batch_size)]  # fmt: skip
+    if backend == "jax":
+        import jax
+        import jax.numpy as jnp
+
+        def state_of(m):  # the state tuple of Keras' JAX fit, as copies (the step donates it)
+            groups = (m.trainable_variables, m.non_trainable_variables, m.optimizer.variables,
+                      m.metrics_variables)  # fmt: skip
+            return tuple([jnp.array(v.value, copy=True) for v in group] for group in groups)
+
+        states = {k: state_of(m) for k, m in models.items()}
+
+        def step(k, batch):
+            logs, states[k] = models[k].train_function(states[k], iter([(*batch, None)]))
+            jax.block_until_ready(logs)
+    elif backend == "tensorflow":
+
+        def step(k, batch):  # a Python iterator: Keras runs its one-step tf.function
+            models[k].train_function(iter([batch]))
+    else:
+
+        def step(k, batch):  # eager torch: the step itself
+            models[k].train_function([batch])
+
     times = {k: [] for k in names}
     for n, batch in enumerate(batches * epochs):
         r = n % len(names)
         for k in names[r:] + names[:r]:
             start = time.perf_counter()
-            models[k].train_function([batch])
+            step(k, batch)
             times[k].append(time.perf_counter() - start)
     return times
 
@@ -270,10 +295,7 @@ def main():
         print("ROWS " + json.dumps(rows))
         return
     rows = []
-    backends = [args.backend] if args.backend else BACKENDS
-    if args.suite == "loss_weights_steps":  # only torch's train_function is the plain step
-        backends = ["torch"]
-    for backend in backends:
+    for backend in [args.backend] if args.backend else BACKENDS:
         cmd = [sys.executable, __file__, "--backend", backend, "--json",
                "--epochs", str(args.epochs), "--turn", str(args.turn),
                "--samples", str(args.samples), "--batch-size", str(args.batch_size),
