@@ -1,10 +1,15 @@
 """kx.backend's scalar primitives for loss weights, the same on every backend (torch has native
-versions of them): cast, clip, assign, snapshot."""
+versions of them): cast, clip, assign, snapshot; and how JAX's compiled steps use their state
+buffers."""
+
+import re
 
 import keras
 import numpy as np
-from conftest import assert_close
+import pytest
+from conftest import BACKEND, assert_close
 
+import kx
 from kx.backend import assign, clip, float32, snapshot
 
 
@@ -50,3 +55,48 @@ def test_a_snapshot_keeps_its_value_when_the_variable_changes():
     assign(variable, keras.ops.convert_to_tensor(3.0))
     variable.assign(4.0)
     assert_close(logged, 0.5, rtol=0, atol=0)
+
+
+def _aliases(step, state, data):
+    """{donated input index: output index} of `step` compiled as Keras' JAX trainer does (its
+    unused inputs kept, so that input indices are positions in the state)."""
+    import jax
+
+    text = jax.jit(step, donate_argnums=0, keep_unused=True).lower(state, data).as_text()
+    pairs = re.findall(r"%arg(\d+): tensor<[^>]*> \{[^}]*?tf\.aliasing_output = (\d+)", text)
+    return {int(a): int(b) for a, b in pairs}
+
+
+@pytest.mark.skipif(BACKEND != "jax", reason="donated state buffers are JAX's jit")
+def test_jax_steps_update_every_state_buffer_in_place():
+    """jit gives each output the first donated buffer of its shape: with the logs first (as
+    Keras returns them), every scalar state would land in another variable's buffer, and XLA
+    copies them all; kx's steps flatten the state first, so each buffer stays its own."""
+    rng = np.random.default_rng(0)
+    x, y = rng.random((32, 8), dtype="float32"), rng.integers(0, 3, 32)
+    inputs = keras.Input((8,), name="x")
+    hidden = keras.layers.Dense(4, activation="relu")(inputs)
+    model = kx.CustomModel(inputs, keras.layers.Dense(3, name="logits")(hidden))
+    ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    accuracy = keras.metrics.SparseCategoricalAccuracy(name="acc")
+    model.compile(
+        "adam", loss={"ce": kx.LossDefinition("logits", "logits", ce)},
+        loss_weights={"ce": keras.Variable(0.5, trainable=False)},
+        metrics={"acc": kx.MetricDefinition("logits", "logits", accuracy)},
+    )  # fmt: skip
+    model.fit(x, y, batch_size=32, verbose=0)
+    trainable, non_trainable, metrics = (
+        [v.value for v in model.trainable_variables],
+        [v.value for v in model.non_trainable_variables],
+        [v.value for v in model.metrics_variables],
+    )
+    optimizer = [v.value for v in model.optimizer.variables]
+    data = (x, y, None)
+    train_state = (trainable, non_trainable, optimizer, metrics)
+    test_state = (trainable, non_trainable, metrics)
+    for step, state in ((model.train_step, train_state), (model.test_step, test_state)):
+        n = sum(len(group) for group in state)
+        assert _aliases(step, state, data) == {i: i for i in range(n)}
+    logs, state = model.train_step(train_state, data)  # still unpacks as Keras' steps do
+    assert set(logs) == {"loss", "ce", "acc", "ce_weight"}
+    assert [len(group) for group in state] == [len(group) for group in train_state]
