@@ -183,6 +183,43 @@ def test_compiled_loss_absent_as_in_stock_keras_without_definitions():
             model.compiled_loss  # noqa: B018
 
 
+# -- callbacks --------------------------------------------------------------------------------
+
+
+def test_callbacks_read_the_weights_and_logs_of_every_batch_as_on_stock_keras():
+    """A callback that reads the model during fit sees each batch's weights (on JAX, Keras writes
+    the in-flight state back for it, from the state kx keeps untracked), and evaluate's batches
+    too."""
+    x, y, _ = data()
+    stock = one_output(keras.Model)
+    stock.compile(optimizer=keras.optimizers.SGD(0.1), loss=CE)
+    ours = same_weights(stock, one_output(kx.CustomModel))
+    ours.compile(optimizer=keras.optimizers.SGD(0.1),
+                 loss={"ce": kx.LossDefinition("logits", "logits", CE)})
+
+    def run(model):
+        seen = []
+
+        class Read(keras.callbacks.Callback):
+            def on_train_batch_end(self, batch, logs=None):
+                kernel = self.model.get_layer("logits").kernel
+                seen.append((keras.ops.convert_to_numpy(kernel).copy(), logs["loss"]))
+
+            def on_test_batch_end(self, batch, logs=None):
+                seen.append(("test", logs["loss"]))
+
+        model.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0, callbacks=[Read()])
+        model.evaluate(x, y, batch_size=16, verbose=0, callbacks=[Read()])
+        return seen
+
+    want, got = run(stock), run(ours)
+    assert len(got) == len(want) > 4
+    for (a, loss_a), (b, loss_b) in zip(got, want):
+        assert_close(loss_a, loss_b, rtol=1e-5, atol=1e-6)
+        if not isinstance(a, str):
+            assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
 # -- save and load ---------------------------------------------------------------------------------
 
 
