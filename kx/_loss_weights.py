@@ -24,7 +24,9 @@ from kx.backend import (
     assign,
     compiled,
     float32,
+    follow,
     mirror,
+    read_followed,
     read_mirror,
     schedule_reader,
     snapshot,
@@ -234,9 +236,10 @@ class _LossWeightsState:
 
     Not a layer: `attach` makes its variables and trackers the model's own (tracked) state, so
     that uncertainty log-variances are model trainable variables, DWA's weights and epoch losses
-    non-trainable ones, the mirrors of variables and of the optimizer's iteration count (see
-    `kx.backend.mirror`) exist whatever the backend, all are saved with the model, and the
-    trackers are metrics of the model. (A sublayer would do the same, but Keras walks every layer
+    non-trainable ones, the mirror of the optimizer's iteration count (see `kx.backend.mirror`)
+    exists whatever the backend, all are saved with the model, and the trackers are metrics of
+    the model. A variable weight's tracker also follows the variable (`kx.backend.follow`): JAX's
+    steps read the weight from it. (A sublayer would do the same, but Keras walks every layer
     several times per step: on eager torch that walk cost as much as the weights themselves.)
     Variable paths start with `kx_loss_weights/`.
     """
@@ -244,7 +247,6 @@ class _LossWeightsState:
     def __init__(self, weights):
         self.trackers = {key: _CurrentValue(f"{key}_weight") for key in weights}
         self.log_variances = {}
-        self.variable_mirrors = {}
         self.schedules = {}  # key: the schedule's value as a function of the step
         self.iterations = None
         self.dwa_keys = None
@@ -256,11 +258,11 @@ class _LossWeightsState:
                         name=f"{key}_log_variance",
                     )  # fmt: skip
                 elif isinstance(weight, _Variable):
-                    self.variable_mirrors[key] = mirror(f"{key}_weight_value", weight.variable)
+                    follow(self.trackers[key].current, weight.variable)
                 elif isinstance(weight, _Schedule):
                     self.schedules[key] = schedule_reader(weight.schedule)
                     if self.iterations is None:
-                        self.iterations = mirror("optimizer_iterations", None, "int32")
+                        self.iterations = mirror("optimizer_iterations")
             dwa = [k for k, weight in weights.items() if isinstance(weight, _DynamicWeightAverage)]
             if dwa:
                 self.dwa_keys = dwa
@@ -274,7 +276,7 @@ class _LossWeightsState:
     def tracked(self):
         """The variables and trackers, as `attach` gives them to the model."""
         variables = [
-            *self.log_variances.values(), *self.variable_mirrors.values(), self.iterations,
+            *self.log_variances.values(), self.iterations,
             *(() if self.dwa_keys is None else (
                 self.dwa_weights, self.dwa_epoch_losses, self.dwa_epochs)),
         ]  # fmt: skip
@@ -282,8 +284,11 @@ class _LossWeightsState:
 
     def term(self, model, key, weight, value):
         extra = None
+        tracker = self.trackers[key]
         if isinstance(weight, _Variable):
-            factor = read_mirror(model, self.variable_mirrors[key], weight.variable)
+            factor = read_followed(tracker.current, weight.variable)
+            if factor is tracker.current:  # JAX: the tracker holds the weight and logs it
+                return float32(factor) * value
         elif isinstance(weight, _Schedule):
             factor = self.schedules[key](read_mirror(model, self.iterations))
         elif isinstance(weight, UncertaintyWeight):
@@ -295,9 +300,9 @@ class _LossWeightsState:
             factor = self.dwa_weights[weight.index]
         factor = float32(factor)
         if isinstance(weight, UncertaintyWeight):  # the one kind with trainable variables
-            self.trackers[key].update_state(ops.stop_gradient(factor))
+            tracker.update_state(ops.stop_gradient(factor))
         else:
-            self.trackers[key].update_state(factor)
+            tracker.update_state(factor)
         term = factor * value
         return term if extra is None else term + extra
 

@@ -4,9 +4,10 @@ faster natively than through generic `keras.ops`: counting ids and invalid value
 table and the range of values, casting, clipping and assigning scalars in every step, reading a
 schedule from a table (torch), the index of the largest score (all three), and
 compiling a pure function for eager calls (TensorFlow and JAX dispatch each eager op separately).
-Also `mirror` / `read_mirror`: state that the model does not own (a variable given as a loss
-weight, the optimizer's iteration count) as a compiled step sees it (JAX's stateless step sees
-only the model's, the optimizer's and the metrics' state, in the state tuple).
+Also `mirror` / `read_mirror` and `follow` / `read_followed`: state that the model does not own
+(the optimizer's iteration count, a variable given as a loss weight) as a compiled step sees it
+(JAX's stateless step sees only the model's, the optimizer's and the metrics' state, in the state
+tuple).
 
 Everything else, `fit(class_weight=...)` included (`kx/_class_weight.py`, folded before the
 outermost `train_step` by `kx/model.py`), is written once; Keras' own steps do the rest (loss
@@ -138,32 +139,38 @@ def compiled(fn):
     return fn
 
 
-def mirror(name, source=None, dtype="float32"):
-    """A scalar non-trainable variable (for the model to own) standing for `source` inside
-    compiled steps.
+def mirror(name):
+    """A scalar int32 non-trainable variable (for the model to own) standing for the optimizer's
+    iteration count inside compiled steps.
 
-    `source` is a variable the model does not own, or None for the optimizer's iteration count.
-    Here steps read the source itself (`read_mirror`) and the weight is unused; JAX keeps it
-    equal to its source and steps read it. It exists on every backend, so that a saved model
-    has the same variables whichever backend saved or loads it.
+    Here steps read the count itself (`read_mirror`) and the variable is unused; JAX's steps
+    write the count into it and read it. It exists on every backend, so that a saved model has
+    the same variables whichever backend saved or loads it.
     """
-    initial = 0 if source is None else keras.ops.convert_to_numpy(source.value)
-    return keras.Variable(initial, dtype=dtype, trainable=False, name=name)
+    return keras.Variable(0, dtype="int32", trainable=False, name=name)
+
+
+def read_mirror(model, weight):
+    """The optimizer's iteration count as a step reads it (0 without an optimizer)."""
+    optimizer = getattr(model, "optimizer", None)
+    return weight if optimizer is None else optimizer.iterations
+
+
+def follow(variable, source):
+    """Makes `variable` (model state: a metric's) follow `source`, a variable the model does not
+    own, for JAX's steps to read (`read_followed`). Here steps read `source` itself: nothing to
+    do."""
+
+
+def read_followed(variable, source):
+    """What a step reads for `source`, which `variable` follows: here `source`."""
+    return source
 
 
 def schedule_reader(schedule):
     """A function: the optimizer's iteration count -> the value of `schedule` (a loss weight) at
     that step. Here the schedule itself: compiled steps fuse its few scalar ops."""
     return schedule
-
-
-def read_mirror(model, weight, source=None):
-    """What a step reads for the state `weight` mirrors: `source`, or the optimizer's
-    iteration count (0 without an optimizer) when `source` is None."""
-    if source is not None:
-        return source
-    optimizer = getattr(model, "optimizer", None)
-    return weight if optimizer is None else optimizer.iterations
 
 
 def distribute_source(model, data):
@@ -182,7 +189,15 @@ if _backend == "tensorflow":
         snapshot,
     )
 elif _backend == "jax":
-    from kx.backend.jax import TrainStep, compiled, first_argmax, mirror, read_mirror  # noqa: F811
+    from kx.backend.jax import (  # noqa: F811
+        TrainStep,
+        compiled,
+        first_argmax,
+        follow,
+        mirror,
+        read_followed,
+        read_mirror,
+    )
 elif _backend == "torch":
     from kx.backend.torch import (  # noqa: F811
         TrainStep,
@@ -220,8 +235,10 @@ __all__ = [
     "distribute_source",
     "first_argmax",
     "float32",
+    "follow",
     "lookup",
     "mirror",
+    "read_followed",
     "read_mirror",
     "schedule_reader",
     "snapshot",

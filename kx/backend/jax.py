@@ -1,5 +1,5 @@
-"""JAX: the order of a compiled step's outputs, the loss-weight mirrors around Keras' own
-stateless steps, and two primitives.
+"""JAX: the order of a compiled step's outputs, its per-step state in `fit`, the loss-weight
+mirrors and followers around Keras' own stateless steps, and two primitives.
 
 The state tuple `(trainable, non_trainable, optimizer, metrics)` keeps its structure, so jit's
 `donate_argnums` and `keras.distribution` shardings see exactly what Keras built.
@@ -12,10 +12,10 @@ overwritten. On XLA:CPU those copies are thunks ready at the start of the step, 
 many are ready (from ten on, in jaxlib 0.10) the executor hands half of them to its thread pool:
 for a small model that hand-off costs as much as the step (measured: the compiled step of a
 digits MLP, 0.16 ms, took 1.9x as long with one more scalar in the state, a variable loss
-weight). So the train and test steps return their outputs
-flattened state first (`_StateFirst`), and each state buffer is updated in place: Keras still
-unpacks `(logs, state)`. Under a `keras.distribution` Keras gives `out_shardings` for the plain
-tuple, so there the tuple stays plain.
+weight). So the train and test steps return their outputs flattened state first (`_StateFirst`),
+and each state buffer is updated in place: Keras still unpacks `(logs, state)`. Under a
+`keras.distribution` Keras gives `out_shardings` for the plain tuple, so there the tuple stays
+plain.
 
 `_jax_state`: Keras' fit, evaluate and predict set this attribute to the whole state (lists of
 arrays) after every step, and Keras' `__setattr__` walks it for variables and layers to track:
@@ -23,14 +23,16 @@ about 12 Python calls per array, 520 of the 640 calls of a digits MLP's step in 
 hold nothing to track, so kx sets it as a plain attribute (not under Flax NNX, whose modules
 watch their attributes).
 
-Mirrors: Keras' stateless step maps only model variables into the scope where the loss runs, so
-a variable the model does not own is a constant of the traced step there, and the optimizer's
-iteration count reads as its initial value (Keras purges variables while their state is in
-flight). `mirror` makes a model weight stand for such state: the train step writes the optimizer's
-iteration count into its mirrors (before the step, and after it, so evaluation sees the count of
-`optimizer.iterations`); `fit`, `evaluate` and `*_on_batch` copy changed source variables into
-their mirrors, and during `fit` a last callback does so before each batch (writing the in-flight
-state back first, as Keras does when a callback reads `model`).
+Mirrors and followers: Keras' stateless step maps the model's, the optimizer's and the metrics'
+variables into the scope where the loss runs, so a variable the model does not own is a constant
+of the traced step there, and the optimizer's iteration count reads as its initial value (Keras
+purges variables while their state is in flight). `mirror` makes a non-trainable model variable
+stand for the count: the train step writes the optimizer's iteration count into it (before the
+step, and after it, so evaluation sees the count of `optimizer.iterations`). `follow` makes a
+metric's variable (a `<name>_weight` tracker's) follow a source variable: `fit`, `evaluate` and
+`*_on_batch` copy changed sources into their followers, and during `fit` a last callback does so
+before each batch (writing the in-flight state back first, as Keras does when a callback reads
+`model`). The tracker is then both what the step reads and what it logs: no state of its own.
 
 Also two primitives: `first_argmax` (XLA's CPU argmax, a variadic reduction, is about 4x slower
 than a max, a compare and a min) and `compiled` (`jax.jit` for eager calls).
@@ -42,8 +44,14 @@ import jax
 import jax.numpy as jnp
 import keras
 
-# id(weight) -> (weak reference to the mirror weight, its source; None: the iteration count)
+# id(variable) -> (weak reference to the follower or mirror, its source; None: the iteration
+# count)
 _SOURCES = {}
+
+
+def _register(variable, source):
+    key = id(variable)
+    _SOURCES[key] = (weakref.ref(variable, lambda _: _SOURCES.pop(key, None)), source)
 
 
 class _StateFirst(tuple):
@@ -97,25 +105,33 @@ class TrainStep:
         return super().test_on_batch(*args, **kwargs)
 
 
-def mirror(name, source=None, dtype="float32"):
-    """A scalar non-trainable variable (for the model to own) that steps read instead of
-    `source` (a variable the model does not own, or None for the optimizer's iteration count);
-    kept equal to it."""
-    initial = 0 if source is None else keras.ops.convert_to_numpy(source.value)
-    weight = keras.Variable(initial, dtype=dtype, trainable=False, name=name)
-    key = id(weight)
-    _SOURCES[key] = (weakref.ref(weight, lambda _: _SOURCES.pop(key, None)), source)
+def mirror(name):
+    """A scalar int32 non-trainable variable (for the model to own) that steps read for the
+    optimizer's iteration count; the train step writes the count into it."""
+    variable = keras.Variable(0, dtype="int32", trainable=False, name=name)
+    _register(variable, None)
+    return variable
+
+
+def read_mirror(model, weight):
     return weight
 
 
-def read_mirror(model, weight, source=None):
-    return weight
+def follow(variable, source):
+    """Makes `variable` (a metric's: model state) equal to `source`, and keeps it so before
+    every step."""
+    variable.assign(_copy(source.value))
+    _register(variable, source)
 
 
-def _mirrors(model):
-    """[(index in model.non_trainable_variables, weight, source)] of the model's mirrors."""
+def read_followed(variable, source):
+    return variable
+
+
+def _registered(variables):
+    """[(index in `variables`, variable, source)] of the mirrors and followers among them."""
     found = []
-    for index, variable in enumerate(model.non_trainable_variables):
+    for index, variable in enumerate(variables):
         entry = _SOURCES.get(id(variable))
         if entry is not None and entry[0]() is variable:
             found.append((index, variable, entry[1]))
@@ -125,7 +141,8 @@ def _mirrors(model):
 def _with_iterations(model, state):
     """`state` with the optimizer's iteration count written into the iteration mirrors."""
     optimizer = getattr(model, "optimizer", None)
-    indices = [i for i, _, source in _mirrors(model) if source is None]
+    indices = [i for i, _, source in _registered(model.non_trainable_variables)
+               if source is None]
     if not indices or optimizer is None:
         return state
     trainable, non_trainable, optimizer_variables, metrics = state
@@ -140,8 +157,9 @@ def _with_iterations(model, state):
 
 
 def _refresh(model):
-    """Copies each source variable into its mirror; returns the (mirror, source) pairs."""
-    pairs = [(weight, source) for _, weight, source in _mirrors(model) if source is not None]
+    """Copies each source variable into its follower; returns the (follower, source) pairs."""
+    pairs = [(v, source) for _, v, source in _registered(model.metrics_variables)
+             if source is not None]
     for weight, source in pairs:
         weight.assign(_copy(source.value))
     return pairs
@@ -154,7 +172,7 @@ def _copy(value):
 
 
 class _RefreshMirrors(keras.callbacks.Callback):
-    """Before each training batch, copies sources that changed into their mirrors.
+    """Before each training batch, copies sources that changed into their followers.
 
     Listed last, so that a source assigned by any callback's `on_train_batch_begin` takes
     effect in that very batch.
