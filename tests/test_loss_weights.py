@@ -54,7 +54,8 @@ def assert_total_is_weighted(recorder, weighted_key="mse", other="ce"):
         assert_close(per_batch(epoch, "loss"), want, rtol=1e-4, atol=2e-5)
 
 
-def fit(loss_weights, epochs=2, callbacks=(), model=None, batch_size=16, **compile_kwargs):
+def fit(loss_weights, epochs=2, callbacks=(), model=None, batch_size=16, validation_data=None,
+        **compile_kwargs):
     x, y = arrays()
     model = model or two_output_model()
     if loss_weights is not None:
@@ -62,7 +63,8 @@ def fit(loss_weights, epochs=2, callbacks=(), model=None, batch_size=16, **compi
                       loss_weights=loss_weights, **compile_kwargs)  # fmt: skip
     recorder = BatchLogs()
     history = model.fit(x, y, batch_size=batch_size, epochs=epochs, shuffle=False, verbose=0,
-                        callbacks=[*callbacks, recorder])  # fmt: skip
+                        callbacks=[*callbacks, recorder],
+                        validation_data=validation_data)  # fmt: skip
     return model, history.history, recorder
 
 
@@ -117,6 +119,21 @@ def test_schedule_continues_after_save_and_load(tmp_path):
     assert_close(loaded_recorder.values("mse_weight"), recorder.values("mse_weight"))
     for key in want:
         assert_close(got[key], want[key], rtol=1e-5, err_msg=key)
+
+
+def test_evaluation_weighs_with_the_schedule_at_the_current_step():
+    """Evaluation (validation in fit, evaluate, test_on_batch) uses the weight of the step the
+    training reached: the optimizer's iteration count."""
+    schedule = kx.schedules.LinearWarmup(8, value=1.0)
+    x, y = arrays()
+    model, history, _ = fit({"mse": schedule}, epochs=2, validation_data=(x, y))
+    assert_close(history["val_mse_weight"], [float(schedule(3)), float(schedule(6))])
+    logs = model.evaluate(x, y, verbose=0, return_dict=True)
+    assert_close(logs["mse_weight"], float(schedule(6)))
+    assert_close(logs["loss"], logs["ce"] + logs["mse_weight"] * logs["mse"], rtol=1e-5)
+    model.train_on_batch({"x": x["x"][:16]}, {k: v[:16] for k, v in y.items()})
+    logs = model.test_on_batch(x, y, return_dict=True)
+    assert_close(logs["mse_weight"], float(schedule(7)))
 
 
 # -- variables -------------------------------------------------------------------------------------

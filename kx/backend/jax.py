@@ -27,8 +27,9 @@ Mirrors and followers: Keras' stateless step maps the model's, the optimizer's a
 variables into the scope where the loss runs, so a variable the model does not own is a constant
 of the traced step there, and the optimizer's iteration count reads as its initial value (Keras
 purges variables while their state is in flight). `mirror` makes a non-trainable model variable
-stand for the count: the train step writes the optimizer's iteration count into it (before the
-step, and after it, so evaluation sees the count of `optimizer.iterations`). `follow` makes a
+stand for the count: the train step reads the optimizer's count in its place (and leaves the
+variable as it is: writing it back would cost the step a copy), and `evaluate` and
+`test_on_batch` write the count into it first. `follow` makes a
 metric's variable (a `<name>_weight` tracker's) follow a source variable: `fit`, `evaluate` and
 `*_on_batch` copy changed sources into their followers, and during `fit` a last callback does so
 before each batch (writing the in-flight state back first, as Keras does when a callback reads
@@ -79,9 +80,7 @@ class TrainStep:
             super().__setattr__(name, value)
 
     def train_step(self, state, data):
-        state = _with_iterations(self, state)
-        logs, state = super().train_step(state, data)
-        return _step_outputs(logs, _with_iterations(self, state))
+        return _step_outputs(*super().train_step(_with_iterations(self, state), data))
 
     def test_step(self, state, data):
         return _step_outputs(*super().test_step(state, data))
@@ -107,7 +106,7 @@ class TrainStep:
 
 def mirror(name):
     """A scalar int32 non-trainable variable (for the model to own) that steps read for the
-    optimizer's iteration count; the train step writes the count into it."""
+    optimizer's iteration count (see the module docstring)."""
     variable = keras.Variable(0, dtype="int32", trainable=False, name=name)
     _register(variable, None)
     return variable
@@ -139,7 +138,7 @@ def _registered(variables):
 
 
 def _with_iterations(model, state):
-    """`state` with the optimizer's iteration count written into the iteration mirrors."""
+    """`state` with the optimizer's iteration count in place of the iteration mirrors."""
     optimizer = getattr(model, "optimizer", None)
     indices = [i for i, _, source in _registered(model.non_trainable_variables)
                if source is None]
@@ -157,7 +156,14 @@ def _with_iterations(model, state):
 
 
 def _refresh(model):
-    """Copies each source variable into its follower; returns the (follower, source) pairs."""
+    """Writes the optimizer's iteration count into its mirrors (for evaluation: the train step
+    reads the count itself and leaves them) and copies each source variable into its follower;
+    returns the (follower, source) pairs."""
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is not None:
+        for _, variable, source in _registered(model.non_trainable_variables):
+            if source is None:
+                variable.assign(_copy(optimizer.iterations.value))
     pairs = [(v, source) for _, v, source in _registered(model.metrics_variables)
              if source is not None]
     for weight, source in pairs:
