@@ -88,7 +88,7 @@ class TrainStep:
     def fit(self, *args, **kwargs):
         pairs = _refresh(self)
         if pairs:
-            kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), _RefreshMirrors(pairs)]
+            kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), _RefreshFollowers(pairs)]
         return super().fit(*args, **kwargs)
 
     def evaluate(self, *args, **kwargs):
@@ -177,7 +177,7 @@ def _copy(value):
     return jnp.array(value, copy=True)
 
 
-class _RefreshMirrors(keras.callbacks.Callback):
+class _RefreshFollowers(keras.callbacks.Callback):
     """Before each training batch, copies sources that changed into their followers.
 
     Listed last, so that a source assigned by any callback's `on_train_batch_begin` takes
