@@ -6,8 +6,7 @@ schedule from a table (torch), the index of the largest score (all three), and
 compiling a pure function for eager calls (TensorFlow and JAX dispatch each eager op separately).
 Also `mirror` / `read_mirror` and `follow` / `read_followed`: state that the model does not own
 (the optimizer's iteration count, a variable given as a loss weight) as a compiled step sees it
-(JAX's stateless step sees only the model's, the optimizer's and the metrics' state, in the state
-tuple).
+(JAX's stateless step sees only the model's and the metrics' state where the loss runs).
 
 Everything else, `fit(class_weight=...)` included (`kx/_class_weight.py`, folded before the
 outermost `train_step` by `kx/model.py`), is written once; Keras' own steps do the rest (loss
@@ -144,8 +143,9 @@ def mirror(name):
     iteration count inside compiled steps.
 
     Here steps read the count itself (`read_mirror`) and the variable is unused; JAX's steps
-    write the count into it and read it. It exists on every backend, so that a saved model has
-    the same variables whichever backend saved or loads it.
+    read it (the train step with the count in its place, evaluation after kx writes the count
+    into it). It exists on every backend, so that a saved model has the same variables whichever
+    backend saved or loads it.
     """
     return keras.Variable(0, dtype="int32", trainable=False, name=name)
 

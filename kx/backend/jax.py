@@ -23,17 +23,17 @@ about 12 Python calls per array, 520 of the 640 calls of a digits MLP's step in 
 hold nothing to track, so kx sets it as a plain attribute (not under Flax NNX, whose modules
 watch their attributes).
 
-Mirrors and followers: Keras' stateless step maps the model's, the optimizer's and the metrics'
-variables into the scope where the loss runs, so a variable the model does not own is a constant
-of the traced step there, and the optimizer's iteration count reads as its initial value (Keras
-purges variables while their state is in flight). `mirror` makes a non-trainable model variable
-stand for the count: the train step reads the optimizer's count in its place (and leaves the
-variable as it is: writing it back would cost the step a copy), and `evaluate` and
-`test_on_batch` write the count into it first. `follow` makes a
-metric's variable (a `<name>_weight` tracker's) follow a source variable: `fit`, `evaluate` and
-`*_on_batch` copy changed sources into their followers, and during `fit` a last callback does so
-before each batch (writing the in-flight state back first, as Keras does when a callback reads
-`model`). The tracker is then both what the step reads and what it logs: no state of its own.
+Mirrors and followers: Keras' stateless step maps the model's and the metrics' variables (not
+the optimizer's) into the scope where the loss runs, so a variable the model does not own is a
+constant of the traced step there, and the optimizer's iteration count reads as its initial
+value (Keras purges variables while their state is in flight). `mirror` makes a non-trainable
+model variable stand for the count: the train step reads the optimizer's count in its place (and
+leaves the variable as it is: writing it back would cost the step a copy), and `evaluate` and
+`test_on_batch` write the count into it first. `follow` makes a metric's variable (a
+`<name>_weight` tracker's) follow a source variable: `fit`, `evaluate` and `*_on_batch` copy
+changed sources into their followers, and during `fit` a last callback does so before each batch
+(writing the in-flight state back first, as Keras does when a callback reads `model`). The
+tracker is then both what the step reads and what it logs: no state of its own.
 
 Also two primitives: `first_argmax` (XLA's CPU argmax, a variadic reduction, is about 4x slower
 than a max, a compare and a min) and `compiled` (`jax.jit` for eager calls).
