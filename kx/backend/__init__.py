@@ -1,12 +1,13 @@
 """The only backend-specific code of kx: trainer fixes per backend (`TrainStep`: TensorFlow's
-multi-worker ones, JAX's loss-weight mirrors), and a few primitives that some backend runs much
-faster natively than through generic `keras.ops`: counting ids and invalid values, looking up a
-table and the range of values, casting, clipping and assigning scalars in every step, reading a
-schedule from a table (torch), the index of the largest score (all three), and
-compiling a pure function for eager calls (TensorFlow and JAX dispatch each eager op separately).
-Also `mirror` / `read_mirror` and `follow` / `read_followed`: state that the model does not own
-(the optimizer's iteration count, a variable given as a loss weight) as a compiled step sees it
-(JAX's stateless step sees only the model's and the metrics' state where the loss runs).
+multi-worker ones; JAX's output order, per-step state in `fit` and loss-weight mirrors), and a
+few primitives that some backend runs much faster natively than through generic `keras.ops`:
+counting ids and invalid values, looking up a table and the range of values, casting, clipping
+and assigning scalars in every step, reading a schedule from a table (torch), the index of the
+largest score (all three), and compiling a pure function for eager calls (TensorFlow and JAX
+dispatch each eager op separately). Also `mirror` / `read_mirror` and `follow` /
+`read_followed`: state that the model does not own (the optimizer's iteration count, a variable
+given as a loss weight) as a compiled step sees it (JAX's stateless step sees only the model's
+and the metrics' state where the loss runs).
 
 Everything else, `fit(class_weight=...)` included (`kx/_class_weight.py`, folded before the
 outermost `train_step` by `kx/model.py`), is written once; Keras' own steps do the rest (loss
