@@ -14,9 +14,12 @@ backend.
 
 `--suite loss_weights`: kx.CustomModel alone, its loss weighted by a constant (0.5), by a
 non-trainable `keras.Variable` and by a schedule (`kx.schedules.LinearWarmup`, in its ramp
-throughout), with a second constant-weight model as an A/A control, the four fits taking turns;
-ratios against the constant. `--suite loss_weights_steps`: the same four models' training steps
-alone, called in turn on each batch (`step_times`).
+throughout), with a second constant-weight model as an A/A control, and a constant-weight model
+that logs one more scalar each step (`LoggedConstant`: what a non-constant weight's
+`<name>_weight` log adds, without the weight), the five fits taking turns; ratios against the
+constant, and the variable's and the schedule's also against the logging constant (the weight's
+own cost). `--suite loss_weights_steps`: the same models' training steps alone, called in turn
+on each batch (`step_times`).
 
     python benchmarks/fit_overhead.py                  # all backends
     python benchmarks/fit_overhead.py --backend jax    # one backend
@@ -220,7 +223,22 @@ def measure(backend, epochs, turn, samples, batch_size, suite="fit"):
         h = keras.layers.GlobalAveragePooling2D()(h)
         return cls(inputs, keras.layers.Dense(10, name="logits")(h))
 
-    def compiled(build, use_kx, policy="float32", loss_weight=None, **compile_kwargs):
+    class LoggedConstant(keras.metrics.Metric):
+        """One more scalar logged each step: a scalar variable assigned by the step and logged,
+        as kx's `<name>_weight` tracker of a non-constant weight, without any weight."""
+
+        def __init__(self):
+            super().__init__(name="logged", dtype="float32")
+            self.value = self.add_variable((), "zeros", name="value")
+
+        def update_state(self, y_true, y_pred, sample_weight=None):
+            kx.backend.assign(self.value, keras.ops.convert_to_tensor(0.5, "float32"))
+
+        def result(self):
+            return kx.backend.snapshot(self.value)
+
+    def compiled(build, use_kx, policy="float32", loss_weight=None, log=False,
+                 **compile_kwargs):
         keras.config.set_dtype_policy(policy)
         keras.utils.set_random_seed(0)
         model = build(kx.CustomModel if use_kx else keras.Model)
@@ -228,11 +246,12 @@ def measure(backend, epochs, turn, samples, batch_size, suite="fit"):
         acc = keras.metrics.SparseCategoricalAccuracy(name="acc")
         if use_kx:
             weights = None if loss_weight is None else {"ce": loss_weight}
+            metrics = {"acc": kx.MetricDefinition("logits", "logits", acc)}
+            if log:
+                metrics["logged"] = kx.MetricDefinition("logits", "logits", LoggedConstant())
             model.compile(optimizer=keras.optimizers.Adam(1e-3),
                           loss={"ce": kx.LossDefinition("logits", "logits", ce)},
-                          loss_weights=weights,
-                          metrics={"acc": kx.MetricDefinition("logits", "logits", acc)},
-                          **compile_kwargs)
+                          loss_weights=weights, metrics=metrics, **compile_kwargs)
         else:
             model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=ce, metrics=[acc],
                           **compile_kwargs)
@@ -249,15 +268,22 @@ def measure(backend, epochs, turn, samples, batch_size, suite="fit"):
                 "constant A/A": 0.5,  # a second, identical model: the method's own spread
                 "variable": keras.Variable(0.5, trainable=False),
                 "schedule": kx.schedules.LinearWarmup(10**6, start_value=0.5),
+                "constant + log": 0.5,
             }
-            models = {k: compiled(build, True, loss_weight=w) for k, w in weights.items()}
+            models = {k: compiled(build, True, loss_weight=w, log=k == "constant + log")
+                      for k, w in weights.items()}
             if suite == "loss_weights":
                 times = interleaved_times(models, x, y, epochs, turn, fit_kwargs)
             else:
                 times = step_times(models, x, y, epochs, batch_size)
-            for variant in ("constant A/A", "variable", "schedule"):
+            for reference, variant in (
+                ("constant", "constant A/A"), ("constant", "variable"), ("constant", "schedule"),
+                ("constant", "constant + log"), ("constant + log", "variable"),
+                ("constant + log", "schedule"),
+            ):
                 rows.append({"backend": backend, "model": name, "variant": variant,
-                             **ratio_row(steps, times, "constant", variant)})
+                             "reference": reference,
+                             **ratio_row(steps, times, reference, variant)})
         return rows
     variants = {  # name: (dtype policy, compile kwargs, class_weight)
         "plain": ("float32", {}, None),
@@ -312,11 +338,13 @@ def main():
               "totals; median [quartiles]: of the turns' ratios")
     header = ("backend", "model", "variant", "keras", "kx", "kx/keras", "median", "quartiles")
     if args.suite != "fit":
-        header = ("backend", "model", "weight", "constant", "weight", "ratio", "median",
+        header = ("backend", "model", "weight", "reference", "weight", "ratio", "median",
                   "quartiles")
-    print("{:<11} {:<5} {:<15} {:>9} {:>9} {:>9} {:>7}  {}".format(*header))
+        for r in rows:
+            r["variant"] = f"{r['variant']} / {r['reference']}"
+    print("{:<11} {:<5} {:<31} {:>9} {:>9} {:>9} {:>7}  {}".format(*header))
     for r in rows:
-        print(f"{r['backend']:<11} {r['model']:<5} {r['variant']:<15} "
+        print(f"{r['backend']:<11} {r['model']:<5} {r['variant']:<31} "
               f"{r['keras']:>9.1f} {r['kx']:>9.1f} {r['ratio']:>9.3f} {r['median']:>7.3f}  "
               f"[{r['q1']:.3f}, {r['q3']:.3f}]")
 
