@@ -27,13 +27,15 @@ Mirrors and followers: Keras' stateless step maps the model's and the metrics' v
 the optimizer's) into the scope where the loss runs, so a variable the model does not own is a
 constant of the traced step there, and the optimizer's iteration count reads as its initial
 value (Keras purges variables while their state is in flight). `mirror` makes a non-trainable
-model variable stand for the count: the train step reads the optimizer's count in its place (and
-leaves the variable as it is: writing it back would cost the step a copy), and `evaluate` and
-`test_on_batch` write the count into it first. `follow` makes a metric's variable (a
-`<name>_weight` tracker's) follow a source variable: `fit`, `evaluate` and `*_on_batch` copy
-changed sources into their followers, and during `fit` a last callback does so before each batch
-(writing the in-flight state back first, as Keras does when a callback reads `model`). The
-tracker is then both what the step reads and what it logs: no state of its own.
+model variable stand for the count: the train step reads the optimizer's count in its place, so
+the mirror comes out of the step holding the count the step weighed with (one behind
+`optimizer.iterations`; XLA copies a scalar for it, as it does for any state a step returns
+unchanged), and `evaluate` and `test_on_batch` write the current count into it first. `follow`
+makes a metric's variable (a `<name>_weight` tracker's) follow a source variable: `fit`,
+`evaluate` and `*_on_batch` copy changed sources into their followers, and during `fit` a last
+callback does so before each batch (writing the in-flight state back first, as Keras does when a
+callback reads `model`). The tracker is then both what the step reads and what it logs: no state
+of its own.
 
 Also two primitives: `first_argmax` (XLA's CPU argmax, a variadic reduction, is about 4x slower
 than a max, a compare and a min) and `compiled` (`jax.jit` for eager calls).
@@ -157,8 +159,8 @@ def _with_iterations(model, state):
 
 def _refresh(model):
     """Writes the optimizer's iteration count into its mirrors (for evaluation: the train step
-    reads the count itself and leaves them) and copies each source variable into its follower;
-    returns the (follower, source) pairs."""
+    reads the count itself, and leaves the one it read there) and copies each source variable
+    into its follower; returns the (follower, source) pairs."""
     optimizer = getattr(model, "optimizer", None)
     if optimizer is not None:
         for _, variable, source in _registered(model.non_trainable_variables):
