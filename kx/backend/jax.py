@@ -29,7 +29,7 @@ constant of the traced step there, and the optimizer's iteration count reads as 
 value (Keras purges variables while their state is in flight). `mirror` makes a non-trainable
 model variable stand for the count: the train step reads the optimizer's count in its place, so
 the mirror comes out of the step holding the count the step weighed with (one behind
-`optimizer.iterations`; XLA copies a scalar for it, as it does for any state a step returns
+`optimizer.iterations`; XLA copies a scalar for it, and would as well for the mirror returned
 unchanged), and `evaluate` and `test_on_batch` write the current count into it first. `follow`
 makes a metric's variable (a `<name>_weight` tracker's) follow a source variable: `fit`,
 `evaluate` and `*_on_batch` copy changed sources into their followers, and during `fit` a last
