@@ -13,8 +13,9 @@ from keras.src.backend import compute_output_spec  # noqa: F401
 # Keras masks on tensors: the losses that honour a mask read and keep it.
 from keras.src.backend.common.masking import get_keras_mask, set_keras_mask  # noqa: F401
 
-# Whether variables may change right now (Keras' stateless steps map them in a scope).
-from keras.src.backend.common.stateless_scope import in_stateless_scope
+# Whether variables may change right now (Keras' stateless steps map them in a scope), and
+# what the current scope maps a variable to (a JAX step's state).
+from keras.src.backend.common.stateless_scope import get_stateless_scope, in_stateless_scope
 
 # Per-replica loss scaling that `keras.losses.Loss.__call__` applies (a loss reduced by hand
 # must do the same under tf.distribute) and its inverse for logging.
@@ -110,6 +111,19 @@ def can_update_state():
     """False inside a JAX trace outside Keras' StatelessScope (e.g. a user's
     `jax.value_and_grad`), where assigning a variable would leak a tracer."""
     return in_stateless_scope() or not is_in_jax_tracing_scope()
+
+
+def in_jax_trace():
+    """Whether JAX is tracing now (a jitted step, `jax.value_and_grad`)."""
+    return is_in_jax_tracing_scope()
+
+
+def mapped_in_scope(variable):
+    """Whether the current StatelessScope maps `variable` to a value (in a JAX step: its
+    state). Outside one, a traced read of a variable gets its value at trace time, or nothing
+    while Keras' JAX `fit` holds the state."""
+    scope = get_stateless_scope()
+    return scope is not None and scope.get_current_value(variable) is not None
 
 def replace_tracked_attribute(layer, name, value):
     """`setattr(layer, name, value)`, tracked as Keras tracks attributes (a layer's variables and

@@ -30,6 +30,7 @@ from kx.backend import (
     read_mirror,
     schedule_reader,
     snapshot,
+    weight_readable,
 )
 
 __all__ = ["UncertaintyWeight"]
@@ -283,6 +284,8 @@ class _LossWeightsState:
         return (*(v for v in variables if v is not None), *self.trackers.values())
 
     def term(self, model, key, weight, value):
+        if not weight_readable(self._source(key, weight), isinstance(weight, _Schedule)):
+            raise ValueError(_unreadable(key, weight))
         extra = None
         tracker = self.trackers[key]
         if isinstance(weight, _Variable):
@@ -305,6 +308,33 @@ class _LossWeightsState:
             tracker.update_state(factor)
         term = factor * value
         return term if extra is None else term + extra
+
+
+    def _source(self, key, weight):
+        """The variable a step reads loss `key`'s weight from."""
+        if isinstance(weight, _Variable):
+            return self.trackers[key].current  # on JAX; elsewhere it follows the variable
+        if isinstance(weight, _Schedule):
+            return self.iterations
+        if isinstance(weight, UncertaintyWeight):
+            return self.log_variances[key]
+        return self.dwa_weights
+
+
+def _unreadable(key, weight):
+    kind = {_Variable: "a keras.Variable", _Schedule: "a schedule",
+            UncertaintyWeight: "kx.UncertaintyWeight"}.get(type(weight), '"dwa"')
+    fix = "call `super().train_step(state, data)` in your `train_step`"
+    if not isinstance(weight, _Schedule):
+        fix += (", or compute the loss inside `keras.StatelessScope(state_mapping=...)` mapping "
+                "the model's variables and `model.metrics_variables` to the step's state")
+    return (
+        f"loss_weights[{key!r}] ({kind}) changes during training, and on JAX its current value "
+        "is part of the state Keras' trainer passes to `train_step`. This `compute_loss` runs "
+        "in a JAX trace that does not map that state (a `train_step` or jitted function of "
+        "your own), where the weight would read as empty or as a constant of the trace. To "
+        f"weigh with it, {fix}."
+    )
 
 
 class _DWACallback(keras.callbacks.Callback):

@@ -5,6 +5,7 @@ NumPy forms of Kendall, Gal & Cipolla (2018) and of Liu, Johns & Davison's DWA (
 values the step logs (per batch, recovered from Keras' running means).
 """
 
+import _custom_steps
 import keras
 import numpy as np
 import pytest
@@ -196,6 +197,97 @@ def test_variable_value_is_saved_with_the_compile_state(tmp_path):
     logs = loaded.evaluate(x, y, verbose=0, return_dict=True)
     assert_close(logs["mse_weight"], 0.3)
     assert_close(logs["loss"], logs["ce"] + 0.3 * logs["mse"], rtol=1e-5)
+
+
+# -- a train_step of the user's own ----------------------------------------------------------------
+
+MANUAL_WEIGHTS = {
+    "schedule": lambda: kx.schedules.LinearWarmup(4, start_value=0.0),
+    "variable": lambda: keras.Variable(1.0, trainable=False),
+    "uncertainty": kx.UncertaintyWeight,
+}
+
+
+def fit_with_weight(kind, model):
+    weight = MANUAL_WEIGHTS[kind]()
+    callbacks = [SetEachBatch(weight)] if kind == "variable" else []
+    return fit({"mse": weight}, model=model, callbacks=callbacks)
+
+
+@pytest.mark.parametrize("kind", MANUAL_WEIGHTS)
+def test_a_hand_written_train_step_weighs_as_kx_own_step_or_says_how_on_jax(kind):
+    """A `train_step` written as Keras' guides write it (`compute_loss` under the step's own
+    GradientTape / backward / `jax.value_and_grad`): on TensorFlow and torch the weights are
+    read as in kx's own step. On JAX that `compute_loss` runs in a trace that maps none of the
+    step's state, where the weight reads as nothing (Keras' "'NoneType' object is not callable")
+    or as a constant of the trace: kx says what to do instead, at the first step."""
+    model = two_output_model(cls=_custom_steps.manual(kx.CustomModel))
+    if BACKEND == "jax":
+        with pytest.raises(ValueError, match=r"loss_weights\['mse'\] .*super\(\)\.train_step"):
+            fit_with_weight(kind, model)
+        return
+    _, _, recorder = fit_with_weight(kind, model)
+    _, _, want = fit_with_weight(kind, two_output_model())
+    for key in ("mse_weight", "loss"):
+        assert_close(recorder.values(key), want.values(key), rtol=1e-5)
+
+
+class MappingStep(kx.CustomModel):
+    """A JAX `train_step` of one's own that computes the loss inside a StatelessScope mapping the
+    model's and the metrics' variables to the step's state, as the JAX error message says."""
+
+    def loss_and_updates(self, trainable, non_trainable, metrics, x, y, sample_weight):
+        y_pred, non_trainable = self.stateless_call(trainable, non_trainable, x, training=True)
+        mapping = [*zip(self.trainable_variables, trainable),
+                   *zip(self.non_trainable_variables, non_trainable),
+                   *zip(self.metrics_variables, metrics)]  # fmt: skip
+        with keras.StatelessScope(state_mapping=mapping) as scope:
+            loss = self.compute_loss(x, y, y_pred, sample_weight)
+        metrics = [scope.get_current_value(v) for v in self.metrics_variables]
+        return loss, (y_pred, non_trainable, metrics)
+
+    def train_step(self, state, data):
+        import jax
+
+        trainable, non_trainable, optimizer, metrics = state
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        grad_fn = jax.value_and_grad(self.loss_and_updates, has_aux=True)
+        (loss, (y_pred, non_trainable, metrics)), grads = grad_fn(
+            trainable, non_trainable, metrics, x, y, sample_weight)
+        trainable, optimizer = self.optimizer.stateless_apply(optimizer, grads, trainable)
+        mapping = list(zip(self.metrics_variables, metrics))
+        with keras.StatelessScope(state_mapping=mapping) as scope:
+            self.metrics[0].update_state(loss)  # Keras' loss tracker
+            logs = self.compute_metrics(x, y, y_pred, sample_weight)
+        metrics = [scope.get_current_value(v) for v in self.metrics_variables]
+        return logs, (trainable, non_trainable, optimizer, metrics)
+
+
+@pytest.mark.skipif(BACKEND != "jax", reason="the state mapping that JAX's error message asks for")
+@pytest.mark.parametrize("kind", MANUAL_WEIGHTS)
+def test_a_jax_train_step_that_maps_the_state_weighs_as_kx_own_step(kind):
+    """A schedule reads the iteration count that only kx's own step puts in the state: mapped
+    by hand it would be the count when `fit` started, so it is refused there too."""
+    if kind == "schedule":
+        with pytest.raises(ValueError, match=r"loss_weights\['mse'\] \(a schedule\)"):
+            fit_with_weight(kind, two_output_model(cls=MappingStep))
+        return
+    _, _, recorder = fit_with_weight(kind, two_output_model(cls=MappingStep))
+    _, _, want = fit_with_weight(kind, two_output_model())
+    for key in ("mse_weight", "loss"):
+        assert_close(recorder.values(key), want.values(key), rtol=1e-5)
+
+
+def test_an_eager_compute_loss_weighs_with_the_schedule_at_the_optimizer_step():
+    model, _, _ = fit({"mse": kx.schedules.LinearWarmup(10, start_value=0.0)}, epochs=1)
+    step = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
+    assert step == 3
+    x, y = arrays()
+    y_pred = model(x)
+    ce, mse = kx_losses()["ce"].loss, kx_losses()["mse"].loss
+    want = ce(y["logits"], y_pred["logits"]) + step / 10 * mse(y["recon"], y_pred["recon"])
+    got = model.compute_loss(x, y, y_pred)
+    assert_close(keras.ops.stop_gradient(got), keras.ops.stop_gradient(want), rtol=1e-5)
 
 
 # -- uncertainty weighting -------------------------------------------------------------------------

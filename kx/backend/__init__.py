@@ -7,7 +7,8 @@ largest score (all three), and compiling a pure function for eager calls (Tensor
 dispatch each eager op separately). Also `mirror` / `read_mirror` and `follow` /
 `read_followed`: state that the model does not own (the optimizer's iteration count, a variable
 given as a loss weight) as a compiled step sees it (JAX's stateless step sees only the model's
-and the metrics' state where the loss runs).
+and the metrics' state where the loss runs), and `weight_readable`: whether a step reading a
+loss weight there reads its current value (not in a JAX trace that maps no state).
 
 Everything else, `fit(class_weight=...)` included (`kx/_class_weight.py`, folded before the
 outermost `train_step` by `kx/model.py`), is written once; Keras' own steps do the rest (loss
@@ -157,6 +158,13 @@ def read_mirror(model, weight):
     return weight if optimizer is None else optimizer.iterations
 
 
+def weight_readable(variable, needs_step=False):
+    """Whether a loss weight read from `variable` (a schedule's iteration mirror with
+    `needs_step`) reads what the running step should: here always (steps read variables
+    themselves)."""
+    return True
+
+
 def follow(variable, source):
     """Makes `variable` (model state: a metric's) follow `source`, a variable the model does not
     own, for JAX's steps to read (`read_followed`). Here steps read `source` itself: nothing to
@@ -198,6 +206,7 @@ elif _backend == "jax":
         mirror,
         read_followed,
         read_mirror,
+        weight_readable,
     )
 elif _backend == "torch":
     from kx.backend.torch import (  # noqa: F811
@@ -244,4 +253,5 @@ __all__ = [
     "schedule_reader",
     "snapshot",
     "value_range",
+    "weight_readable",
 ]

@@ -47,9 +47,12 @@ import jax
 import jax.numpy as jnp
 import keras
 
+from kx import _keras
+
 # id(variable) -> (weak reference to the follower or mirror, its source; None: the iteration
 # count)
 _SOURCES = {}
+_STEPS = [0]  # kx train / test steps running (being traced) now
 
 
 def _register(variable, source):
@@ -82,10 +85,18 @@ class TrainStep:
             super().__setattr__(name, value)
 
     def train_step(self, state, data):
-        return _step_outputs(*super().train_step(_with_iterations(self, state), data))
+        _STEPS[0] += 1
+        try:
+            return _step_outputs(*super().train_step(_with_iterations(self, state), data))
+        finally:
+            _STEPS[0] -= 1
 
     def test_step(self, state, data):
-        return _step_outputs(*super().test_step(state, data))
+        _STEPS[0] += 1
+        try:
+            return _step_outputs(*super().test_step(state, data))
+        finally:
+            _STEPS[0] -= 1
 
     def fit(self, *args, **kwargs):
         pairs = _refresh(self)
@@ -115,7 +126,23 @@ def mirror(name):
 
 
 def read_mirror(model, weight):
-    return weight
+    """In kx's steps and in traces the mirror (see the module docstring); elsewhere (an eager
+    `compute_loss`) the count itself."""
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is None or _STEPS[0] or _keras.in_jax_trace():
+        return weight
+    return optimizer.iterations
+
+
+def weight_readable(variable, needs_step=False):
+    """Whether a loss weight read from `variable` reads the running step's value: eagerly
+    always; in a trace only where a StatelessScope maps it to the step's state, and for the
+    iteration mirror (`needs_step`) only inside kx's own steps, which put the count there."""
+    if not _keras.in_jax_trace():
+        return True
+    if needs_step and not _STEPS[0]:
+        return False
+    return _keras.mapped_in_scope(variable)
 
 
 def follow(variable, source):
