@@ -125,6 +125,7 @@ def mapped_in_scope(variable):
     scope = get_stateless_scope()
     return scope is not None and scope.get_current_value(variable) is not None
 
+
 def replace_tracked_attribute(layer, name, value):
     """`setattr(layer, name, value)`, tracked as Keras tracks attributes (a layer's variables and
     metrics become the model's; a tuple's items are tracked one by one), with the previous value

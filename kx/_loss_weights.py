@@ -309,7 +309,6 @@ class _LossWeightsState:
         term = factor * value
         return term if extra is None else term + extra
 
-
     def _source(self, key, weight):
         """The variable a step reads loss `key`'s weight from."""
         if isinstance(weight, _Variable):

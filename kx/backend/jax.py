@@ -41,6 +41,8 @@ Also two primitives: `first_argmax` (XLA's CPU argmax, a variadic reduction, is 
 than a max, a compare and a min) and `compiled` (`jax.jit` for eager calls).
 """
 
+import contextlib
+import threading
 import weakref
 
 import jax
@@ -52,7 +54,7 @@ from kx import _keras
 # id(variable) -> (weak reference to the follower or mirror, its source; None: the iteration
 # count)
 _SOURCES = {}
-_STEPS = [0]  # kx train / test steps running (being traced) now
+_STEPS = threading.local()  # .depth: kx train / test steps running (being traced) in this thread
 
 
 def _register(variable, source):
@@ -85,18 +87,12 @@ class TrainStep:
             super().__setattr__(name, value)
 
     def train_step(self, state, data):
-        _STEPS[0] += 1
-        try:
+        with _in_step():
             return _step_outputs(*super().train_step(_with_iterations(self, state), data))
-        finally:
-            _STEPS[0] -= 1
 
     def test_step(self, state, data):
-        _STEPS[0] += 1
-        try:
+        with _in_step():
             return _step_outputs(*super().test_step(state, data))
-        finally:
-            _STEPS[0] -= 1
 
     def fit(self, *args, **kwargs):
         pairs = _refresh(self)
@@ -117,6 +113,19 @@ class TrainStep:
         return super().test_on_batch(*args, **kwargs)
 
 
+@contextlib.contextmanager
+def _in_step():
+    _STEPS.depth = _step_depth() + 1
+    try:
+        yield
+    finally:
+        _STEPS.depth -= 1
+
+
+def _step_depth():
+    return getattr(_STEPS, "depth", 0)
+
+
 def mirror(name):
     """A scalar int32 non-trainable variable (for the model to own) that steps read for the
     optimizer's iteration count (see the module docstring)."""
@@ -129,7 +138,7 @@ def read_mirror(model, weight):
     """In kx's steps and in traces the mirror (see the module docstring); elsewhere (an eager
     `compute_loss`) the count itself."""
     optimizer = getattr(model, "optimizer", None)
-    if optimizer is None or _STEPS[0] or _keras.in_jax_trace():
+    if optimizer is None or _step_depth() or _keras.in_jax_trace():
         return weight
     return optimizer.iterations
 
@@ -140,7 +149,7 @@ def weight_readable(variable, needs_step=False):
     iteration mirror (`needs_step`) only inside kx's own steps, which put the count there."""
     if not _keras.in_jax_trace():
         return True
-    if needs_step and not _STEPS[0]:
+    if needs_step and not _step_depth():
         return False
     return _keras.mapped_in_scope(variable)
 
