@@ -325,8 +325,9 @@ def _unreadable(key, weight):
             UncertaintyWeight: "kx.UncertaintyWeight"}.get(type(weight), '"dwa"')
     fix = "call `super().train_step(state, data)` in your `train_step`"
     if not isinstance(weight, _Schedule):
-        fix += (", or compute the loss inside `keras.StatelessScope(state_mapping=...)` mapping "
-                "the model's variables and `model.metrics_variables` to the step's state")
+        fix += (", or compute the loss with `self.stateless_compute_loss(...)` or inside "
+                "`keras.StatelessScope(state_mapping=...)` mapping the model's variables and "
+                "`model.metrics_variables` to the step's state")
     return (
         f"loss_weights[{key!r}] ({kind}) changes during training, and on JAX its current value "
         "is part of the state Keras' trainer passes to `train_step`. This `compute_loss` runs "

@@ -263,16 +263,27 @@ class MappingStep(kx.CustomModel):
         return logs, (trainable, non_trainable, optimizer, metrics)
 
 
+class StatelessLossStep(MappingStep):
+    """The same step with the loss from Keras' `stateless_compute_loss` (which maps the state)."""
+
+    def loss_and_updates(self, trainable, non_trainable, metrics, x, y, sample_weight):
+        y_pred, non_trainable = self.stateless_call(trainable, non_trainable, x, training=True)
+        loss, (_, non_trainable, metrics) = self.stateless_compute_loss(
+            trainable, non_trainable, metrics, x, y, y_pred, sample_weight)
+        return loss, (y_pred, non_trainable, metrics)
+
+
 @pytest.mark.skipif(BACKEND != "jax", reason="the state mapping that JAX's error message asks for")
+@pytest.mark.parametrize("step", [MappingStep, StatelessLossStep])
 @pytest.mark.parametrize("kind", MANUAL_WEIGHTS)
-def test_a_jax_train_step_that_maps_the_state_weighs_as_kx_own_step(kind):
+def test_a_jax_train_step_that_maps_the_state_weighs_as_kx_own_step(kind, step):
     """A schedule reads the iteration count that only kx's own step puts in the state: mapped
     by hand it would be the count when `fit` started, so it is refused there too."""
     if kind == "schedule":
         with pytest.raises(ValueError, match=r"loss_weights\['mse'\] \(a schedule\)"):
-            fit_with_weight(kind, two_output_model(cls=MappingStep))
+            fit_with_weight(kind, two_output_model(cls=step))
         return
-    _, _, recorder = fit_with_weight(kind, two_output_model(cls=MappingStep))
+    _, _, recorder = fit_with_weight(kind, two_output_model(cls=step))
     _, _, want = fit_with_weight(kind, two_output_model())
     for key in ("mse_weight", "loss"):
         assert_close(recorder.values(key), want.values(key), rtol=1e-5)
