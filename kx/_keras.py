@@ -113,11 +113,6 @@ def can_update_state():
     return in_stateless_scope() or not is_in_jax_tracing_scope()
 
 
-def in_jax_trace():
-    """Whether JAX is tracing now (a jitted step, `jax.value_and_grad`)."""
-    return is_in_jax_tracing_scope()
-
-
 def mapped_in_scope(variable):
     """Whether the current StatelessScope maps `variable` to a value (in a JAX step: its
     state). Outside one, a traced read of a variable gets its value at trace time, or nothing

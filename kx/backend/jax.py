@@ -138,7 +138,7 @@ def read_mirror(model, weight):
     """In kx's steps and in traces the mirror (see the module docstring); elsewhere (an eager
     `compute_loss`) the count itself."""
     optimizer = getattr(model, "optimizer", None)
-    if optimizer is None or _step_depth() or _keras.in_jax_trace():
+    if optimizer is None or _step_depth() or _keras.is_in_jax_tracing_scope():
         return weight
     return optimizer.iterations
 
@@ -147,7 +147,7 @@ def weight_readable(variable, needs_step=False):
     """Whether a loss weight read from `variable` reads the running step's value: eagerly
     always; in a trace only where a StatelessScope maps it to the step's state, and for the
     iteration mirror (`needs_step`) only inside kx's own steps, which put the count there."""
-    if not _keras.in_jax_trace():
+    if not _keras.is_in_jax_tracing_scope():
         return True
     if needs_step and not _step_depth():
         return False
