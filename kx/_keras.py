@@ -66,8 +66,9 @@ METRIC_STATE_ATTRIBUTES = ("_variables", "_tracker")
 
 # Private trainer hooks that kx overrides (model.py, backend/): the symbolic build that Keras
 # runs before the first step (kx builds its definitions' metrics there; TensorFlow's multi-worker
-# strategy needs a fix in it, see backend/tensorflow.py).
-OVERRIDDEN_HOOKS = ("_symbolic_build", "_maybe_symbolic_build")
+# strategy needs a fix in it, see backend/tensorflow.py), and TensorFlow's maker of the train and
+# test functions (see backend/tensorflow.py).
+OVERRIDDEN_HOOKS = ("_symbolic_build", "_maybe_symbolic_build", "_make_function")
 
 
 def outputs_struct(model):
@@ -119,6 +120,14 @@ def mapped_in_scope(variable):
     while Keras' JAX `fit` holds the state."""
     scope = get_stateless_scope()
     return scope is not None and scope.get_current_value(variable) is not None
+
+
+def reduce_step_logs(logs, strategy):
+    """A TensorFlow step's logs (per replica under a strategy) reduced as Keras' TensorFlow
+    trainer reduces them for `fit` and `evaluate` (its `reduce_per_replica`, "auto")."""
+    from keras.src.backend.tensorflow.trainer import reduce_per_replica
+
+    return reduce_per_replica(logs, strategy, reduction="auto")
 
 
 def replace_tracked_attribute(layer, name, value):

@@ -220,6 +220,61 @@ def test_callbacks_read_the_weights_and_logs_of_every_batch_as_on_stock_keras():
             assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("steps_per_execution", [1, 3])
+def test_data_of_unknown_length_trains_and_evaluates_as_on_stock_keras(steps_per_execution):
+    """A tf.data pipeline of unknown length ends each epoch at its last batch: per-batch logs,
+    epoch logs, evaluate, train_on_batch and test_on_batch equal stock keras.Model's (on
+    TensorFlow kx's train/test functions return a step's logs as they are, without the Optional
+    Keras wraps them in; the end of data is Keras' own)."""
+    if BACKEND == "torch" and steps_per_execution > 1:
+        pytest.skip("Keras' torch trainer refuses steps_per_execution > 1 (stock keras.Model too)")
+    import tensorflow as tf
+
+    x, y, _ = data()
+
+    def batches():
+        for i in range(0, len(x), 16):
+            yield x[i:i + 16], y[i:i + 16]
+
+    source = tf.data.Dataset.from_generator(batches, output_signature=(
+        tf.TensorSpec((None, x.shape[1]), "float32"), tf.TensorSpec((None,), "int64")))
+    assert source.cardinality() == tf.data.UNKNOWN_CARDINALITY
+
+    def run(cls):
+        model = one_output(cls)
+        model.compile(optimizer=keras.optimizers.SGD(0.1), steps_per_execution=steps_per_execution,
+                      loss=CE if cls is keras.Model else {
+                          "ce": kx.LossDefinition("logits", "logits", CE)})
+        seen = []
+
+        class Record(keras.callbacks.Callback):
+            def on_train_batch_end(self, batch, logs=None):
+                seen.append(("train", batch, logs["loss"]))
+
+            def on_test_batch_end(self, batch, logs=None):
+                seen.append(("test", batch, logs["loss"]))
+
+        with warnings.catch_warnings():  # Keras: the first epoch "ran out of data", as expected
+            warnings.simplefilter("ignore")
+            h = model.fit(source, epochs=2, verbose=0, callbacks=[Record()])
+        evaluated = model.evaluate(source, verbose=0, callbacks=[Record()], return_dict=True)
+        seen.append(evaluated["loss"])
+        seen.append(model.train_on_batch(x[:16], y[:16], return_dict=True)["loss"])
+        seen.append(model.test_on_batch(x[16:32], y[16:32], return_dict=True)["loss"])
+        return h.history["loss"], seen
+
+    want, want_seen = run(keras.Model)
+    got, got_seen = run(kx.CustomModel)
+    assert len(want) == 2
+    assert len(got_seen) == len(want_seen) > 2 * len(x) // 16 // steps_per_execution
+    assert_close(got, want, rtol=1e-5)
+    for a, b in zip(got_seen, want_seen):
+        if isinstance(b, tuple):
+            assert a[:2] == b[:2]
+            a, b = a[2], b[2]
+        assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
 # -- save and load ---------------------------------------------------------------------------------
 
 
