@@ -131,12 +131,13 @@ def _finisher():
     return finish
 
 
-def step_times(models, x, y, epochs, batch_size):
+def step_times(models, x, y, epochs, batch_size, block=1):
     """Seconds of each training step alone: each model's `train_function` (what `fit` calls once
     per batch) called in turn on the same batch, the order rotating from batch to batch, until
     its result is ready. No data pipeline, callbacks or logs conversion, nor (JAX) fit's own
     handling of the state between steps: the ratio of two models is what their steps differ by.
-    Returns {name: [seconds per step]}."""
+    With `block` > 1 each model's turn is `block` consecutive steps (on the same batch), timed
+    together: its state stays in the caches, as in a fit. Returns {name: [seconds per turn]}."""
     import time
 
     import keras
@@ -171,12 +172,16 @@ def step_times(models, x, y, epochs, batch_size):
         def step(k, batch):  # eager torch: the step itself
             models[k].train_function([batch])
 
+    for k in names:  # on JAX the first call on these state arrays compiles the step again
+        for _ in range(3):
+            step(k, batches[0])
     times = {k: [] for k in names}
-    for n, batch in enumerate(batches * epochs):
+    for n, batch in enumerate((batches * epochs)[::block]):
         r = n % len(names)
         for k in names[r:] + names[:r]:
             start = time.perf_counter()
-            step(k, batch)
+            for _ in range(block):
+                step(k, batch)
             times[k].append(time.perf_counter() - start)
     return times
 
@@ -194,7 +199,7 @@ def ratio_row(steps, times, reference, other):
             "q1": float(q1), "q3": float(q3)}
 
 
-def measure(backend, epochs, turn, samples, batch_size, suite="fit"):
+def measure(backend, epochs, turn, samples, batch_size, suite="fit", block=1):
     os.environ["KERAS_BACKEND"] = backend
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import keras
@@ -275,7 +280,7 @@ def measure(backend, epochs, turn, samples, batch_size, suite="fit"):
             if suite == "loss_weights":
                 times = interleaved_times(models, x, y, epochs, turn, fit_kwargs)
             else:
-                times = step_times(models, x, y, epochs, batch_size)
+                times = step_times(models, x, y, epochs, batch_size, block)
             for reference, variant in (
                 ("constant", "constant A/A"), ("constant", "variable"), ("constant", "schedule"),
                 ("constant", "constant + log"), ("constant + log", "variable"),
@@ -313,11 +318,13 @@ def main():
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--suite", choices=("fit", "loss_weights", "loss_weights_steps"),
                         default="fit")
+    parser.add_argument("--block", type=int, default=1,
+                        help="loss_weights_steps: consecutive steps per model's turn")
     parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.backend and args.json:
         rows = measure(args.backend, args.epochs, args.turn, args.samples, args.batch_size,
-                       args.suite)
+                       args.suite, args.block)
         print("ROWS " + json.dumps(rows))
         return
     rows = []
@@ -325,13 +332,14 @@ def main():
         cmd = [sys.executable, __file__, "--backend", backend, "--json",
                "--epochs", str(args.epochs), "--turn", str(args.turn),
                "--samples", str(args.samples), "--batch-size", str(args.batch_size),
-               "--suite", args.suite]
+               "--suite", args.suite, "--block", str(args.block)]
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
         rows += json.loads(next(ln for ln in out.splitlines() if ln.startswith("ROWS "))[5:])
     if args.suite == "loss_weights_steps":
         print(f"steps/s over {args.epochs} epochs of {args.samples} samples, batch "
-              f"{args.batch_size}, steps alone (each model's train_function in turn on the same "
-              "batch); ratio: of the totals; median [quartiles]: of the steps' ratios")
+              f"{args.batch_size}, steps alone (each model's train_function in turns of "
+              f"{args.block} step(s) on the same batch); ratio: of the totals; median "
+              "[quartiles]: of the turns' ratios")
     else:
         print(f"steps/s over {args.epochs} epochs of {args.samples} samples, batch "
               f"{args.batch_size}, fits taking turns of {args.turn} steps; ratio: of the "

@@ -121,7 +121,7 @@ SCHEDULES = [
     kx.schedules.CyclicalAnnealing(7, cycles=7),  # period 1: always 0
     kx.schedules.StepwiseConstant([5, 9], [0.0, 0.5, 1.0]),
     kx.schedules.StepwiseConstant([], [0.3]),
-    kx.schedules.LinearWarmup(2**21, start_value=0.5),  # longer than torch's table: the formula
+    kx.schedules.LinearWarmup(2**21, start_value=0.5),  # longer than the tables: the formula
 ]
 
 
@@ -135,9 +135,9 @@ def test_a_tensor_of_steps_gives_each_steps_value(schedule):
 
 @pytest.mark.parametrize("schedule", SCHEDULES, ids=lambda s: type(s).__name__)
 def test_the_loss_weight_reader_gives_the_schedules_values(schedule):
-    """What a step reads for a scheduled loss weight (on torch: a table of the schedule's
-    values, read at the iteration count) equals the schedule at every step, past its
-    horizon too, to the bit."""
+    """What a step reads for a scheduled loss weight (on torch, and on TensorFlow without
+    accelerators: a table of the schedule's values, read at the iteration count) equals the
+    schedule at every step, past its horizon too, to the bit."""
     from kx.backend import schedule_reader
 
     read = schedule_reader(schedule)

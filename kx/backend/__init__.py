@@ -2,7 +2,8 @@
 multi-worker ones; JAX's output order, per-step state in `fit` and loss-weight mirrors), and a
 few primitives that some backend runs much faster natively than through generic `keras.ops`:
 counting ids and invalid values, looking up a table and the range of values, casting, clipping
-and assigning scalars in every step, reading a schedule from a table (torch), the index of the
+and assigning scalars in every step, reading a schedule from a table (torch, and TensorFlow
+without accelerators), the index of the
 largest score (all three), and compiling a pure function for eager calls (TensorFlow and JAX
 dispatch each eager op separately). Also `mirror` / `read_mirror` and `follow` /
 `read_followed`: state that the model does not own (the optimizer's iteration count, a variable
@@ -182,6 +183,28 @@ def schedule_reader(schedule):
     return schedule
 
 
+_MAX_TABLE = 2**20  # entries (4 MiB) of a schedule's table; longer ones are evaluated as written
+
+
+def schedule_table(schedule):
+    """`(values, n, periodic)` for a backend to read a kx schedule from a table, or None.
+
+    A kx schedule says (`_horizon`) after how many steps `n` its values hold (the last one) or
+    repeat (`periodic`); `values` (float32 NumPy) are its values at steps 0 .. n - 1, computed
+    once by the schedule itself (the same float32 ops on the same int64 steps, so the same
+    values). A reader then takes one clamp or remainder and one gather where the formula takes
+    6-10 ops. None for any other schedule, or one longer than 2**20 steps.
+    """
+    horizon = getattr(schedule, "_horizon", None)
+    if horizon is None:
+        return None
+    n, periodic = horizon()
+    if n > _MAX_TABLE:
+        return None
+    values = ops.convert_to_numpy(float32(schedule(ops.arange(n, dtype="int64"))))
+    return values, n, periodic
+
+
 def distribute_source(model, data):
     """`data` as `model.fit` should receive it under the model's distribution (TensorFlow:
     a `kx.DataGenerator` sharded over the workers of a multi-worker strategy)."""
@@ -195,6 +218,7 @@ if _backend == "tensorflow":
         compiled,
         distribute_source,
         first_argmax,
+        schedule_reader,
         snapshot,
     )
 elif _backend == "jax":

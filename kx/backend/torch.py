@@ -127,26 +127,21 @@ def snapshot(variable):
     return variable.value.detach().clone()
 
 
-_MAX_TABLE = 2**20  # entries (4 MiB) of a schedule's table; longer ones are evaluated as written
-
-
 def schedule_reader(schedule):
     """A function: the optimizer's iteration count -> the value of `schedule` at that step.
 
-    A kx schedule says (`_horizon`) after how many steps `n` its values hold or repeat; its
-    values at steps 0 .. n - 1, computed once by the schedule itself (the same float32 ops, so
-    the same values), are then read with one clamp or remainder and one gather, where its
-    formula would take 6-10 ops, each a dispatch and a conversion of a Python number on eager
-    torch. Any other schedule, or a longer one, is evaluated as written.
+    A kx schedule is read from the table of its values (`kx.backend.schedule_table`): one clamp
+    or remainder and one gather, where its formula would take 6-10 ops, each a dispatch and a
+    conversion of a Python number on eager torch. Any other schedule, or a longer one, is
+    evaluated as written.
     """
-    horizon = getattr(schedule, "_horizon", None)
-    if horizon is None:
+    from kx.backend import schedule_table
+
+    found = schedule_table(schedule)
+    if found is None:
         return schedule
-    n, periodic = horizon()
-    if n > _MAX_TABLE:
-        return schedule
-    with torch.no_grad():
-        table = float32(schedule(ops.arange(n, dtype="int64"))).detach().contiguous()
+    values, n, periodic = found
+    table = ops.convert_to_tensor(values)  # on Keras' device
 
     def read(step):
         if isinstance(step, keras.Variable):
