@@ -1,9 +1,9 @@
 """The only backend-specific code of kx: trainer fixes per backend (`TrainStep`: TensorFlow's
-multi-worker ones; JAX's output order, per-step state in `fit` and loss-weight mirrors), and a
-few primitives that some backend runs much faster natively than through generic `keras.ops`:
-counting ids and invalid values, looking up a table and the range of values, casting, clipping
-and assigning scalars in every step, reading a schedule from a table (torch, and TensorFlow
-without accelerators), the index of the
+multi-worker ones and train functions without Keras' per-step Optional; JAX's output order,
+per-step state in `fit` and loss-weight mirrors), and a few primitives that some backend runs
+much faster natively than through generic `keras.ops`: counting ids and invalid values, looking
+up a table and the range of values, casting, clipping and assigning scalars in every step,
+reading a schedule from a table (torch, and TensorFlow without accelerators), the index of the
 largest score (all three), and compiling a pure function for eager calls (TensorFlow and JAX
 dispatch each eager op separately). Also `mirror` / `read_mirror` and `follow` /
 `read_followed`: state that the model does not own (the optimizer's iteration count, a variable

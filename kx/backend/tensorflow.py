@@ -52,11 +52,11 @@ def schedule_reader(schedule):
 
     Without accelerators, a kx schedule is read from the table of its values
     (`kx.backend.schedule_table`, kept on the CPU): a clamp or remainder and a gather, where
-    its formula takes 10 graph ops, each a few microseconds of the executor's time per step on
-    a small CPU (a linear warm-up cost a digits MLP's step 4%, 19 ops). With a GPU or TPU the
-    formula is evaluated as written (under XLA, Keras' default there, its ops fuse; a table
-    would be copied to the device every step). Any other schedule, or a longer one, is
-    evaluated as written.
+    its formula takes up to a dozen graph ops, each a few microseconds of the executor's time
+    per step on a small CPU (a linear warm-up took a digits MLP's step 19 more ops in all and
+    cost it 4%; 11 and 0.6-1.8% with the table). With a GPU or TPU the formula is evaluated
+    as written (under XLA, Keras' default there, its ops fuse; a table would be copied to the
+    device every step). Any other schedule, or a longer one, is evaluated as written.
     """
     from kx.backend import schedule_table
 
