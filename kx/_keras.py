@@ -58,6 +58,7 @@ PRIVATE_ATTRIBUTES = (
     "_distribute_strategy",
     "_in_multi_worker_mode",
     "_tracker",
+    "_get_state_sharding_spec",
 )
 
 # The private attributes in which a `keras.metrics.Metric` holds its variables (a stateless copy
@@ -128,6 +129,20 @@ def reduce_step_logs(logs, strategy):
     from keras.src.backend.tensorflow.trainer import reduce_per_replica
 
     return reduce_per_replica(logs, strategy, reduction="auto")
+
+
+def jax_step_compiler():
+    """What Keras' JAX trainer compiles its train and test steps with: `jax.jit`, or Flax's
+    `nnx.jit` when Keras runs under Flax NNX."""
+    from keras.src.backend.jax.trainer import jit
+
+    return jit
+
+
+def jax_state_shardings(model):
+    """`(trainable, non_trainable, optimizer, metrics)` shardings of a JAX model's state under a
+    `keras.distribution`, as Keras' JAX trainer gives them to its jitted steps."""
+    return model._get_state_sharding_spec()
 
 
 def replace_tracked_attribute(layer, name, value):

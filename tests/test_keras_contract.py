@@ -220,6 +220,74 @@ def test_callbacks_read_the_weights_and_logs_of_every_batch_as_on_stock_keras():
             assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
+def extra_logs(base):
+    """`base` with a `train_step` that calls Keras' and logs more kinds of values: an int, a
+    bfloat16 scalar, a vector and a nested dict."""
+
+    def more(logs, x):
+        first = ops.cast(x[0, 0], "float32")
+        return {**logs, "count": ops.cast(ops.shape(x)[0], "int32"),
+                "half": ops.cast(first, "bfloat16"), "vector": ops.stack([first, 2 * first]),
+                "nested": {"inner": first + 1}}
+
+    class ExtraLogs(base):
+        def train_step(self, *args):
+            x, _, _ = keras.utils.unpack_x_y_sample_weight(args[-1])
+            out = super().train_step(*args)
+            if BACKEND == "jax":
+                return more(out[0], x), out[1]
+            return more(out, x)
+
+    return ExtraLogs
+
+
+def test_logs_of_every_kind_reach_callbacks_history_and_on_batch_calls_as_on_stock_keras():
+    """kx's compiled JAX steps return each dtype's scalar logs stacked in one array (one output
+    and one transfer a step, not one per log); what callbacks, History, evaluate and
+    `*_on_batch` receive equals stock keras.Model's, whatever the logs hold."""
+    x, y, _ = data()
+
+    def run(cls):
+        model = same_weights(one_output(keras.Model), one_output(extra_logs(cls)))
+        model.compile(optimizer=keras.optimizers.SGD(0.1),
+                      metrics={"logits": ["accuracy"]} if cls is keras.Model else {
+                          "accuracy": kx.MetricDefinition("logits", "logits", "accuracy")},
+                      loss=CE if cls is keras.Model else {
+                          "ce": kx.LossDefinition("logits", "logits", CE)})
+        seen = []
+
+        class Record(keras.callbacks.Callback):
+            def on_train_batch_end(self, batch, logs=None):
+                seen.append(dict(logs))
+
+            def on_test_batch_end(self, batch, logs=None):
+                seen.append(dict(logs))
+
+        h = model.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0,
+                      callbacks=[Record()])
+        seen.append(model.evaluate(x, y, batch_size=16, verbose=0, callbacks=[Record()],
+                                   return_dict=True))
+        seen.append(model.train_on_batch(x[:16], y[:16], return_dict=True))
+        seen.append(model.test_on_batch(x[16:32], y[16:32], return_dict=True))
+        return h.history, seen
+
+    want, want_seen = run(keras.Model)
+    got, got_seen = run(kx.CustomModel)
+
+    def same(a, b):  # kx also logs the loss "ce" by its name
+        assert sorted(a) == sorted([*b, "ce"] if "loss" in b else b)
+        for key in b:
+            assert type(a[key]) is type(b[key]), (key, type(a[key]), type(b[key]))
+            assert_close(np.asarray(a[key], "float64"), np.asarray(b[key], "float64"),
+                         rtol=1e-5, atol=1e-6)
+
+    assert sorted(want) == ["accuracy", "count", "half", "inner", "loss", "vector"]
+    same(got, want)
+    assert len(got_seen) == len(want_seen) > 2 * len(x) // 16
+    for a, b in zip(got_seen, want_seen):
+        same(a, b)
+
+
 @pytest.mark.parametrize("steps_per_execution", [1, 3])
 def test_data_of_unknown_length_trains_and_evaluates_as_on_stock_keras(steps_per_execution):
     """A tf.data pipeline of unknown length ends each epoch at its last batch: per-batch logs,

@@ -1,5 +1,18 @@
-"""JAX: the order of a compiled step's outputs, its per-step state in `fit`, the loss-weight
-mirrors and followers around Keras' own stateless steps, and two primitives.
+"""JAX: kx's compiled train and test steps (their logs packed, their outputs state first), the
+per-step state in `fit`, the loss-weight mirrors and followers around Keras' own stateless steps,
+and two primitives.
+
+Packed logs: Keras' callbacks convert every log of every step to a float
+(`pythonify_logs`), and for a JAX array its `convert_to_numpy` costs about 11 us a log (most of
+it comparing the array's dtype with the string "bfloat16"), on top of the jitted step's output
+and transfer for each log (about 1.6 us): kx logs every loss and metric by name, so a digits MLP's
+`fit` spent a tenth of its step there. kx's `make_train_function` / `make_test_function` compile
+Keras' steps as Keras does (`jax.jit` or Flax's `nnx.jit`, the state donated, Keras'
+`out_shardings` under a `keras.distribution`) with the scalar logs of each dtype stacked in one
+array (`_PackedLogs`, a dict): each log is a `_PackedValue` that `float` (and `numpy.asarray`)
+reads from its array, converted to NumPy once a step. Other logs (vectors, nested dicts) stay
+arrays. `train_step` and `test_step` themselves return Keras' `(logs, state)`, for users'
+subclasses to extend; run eagerly (`run_eagerly`, `jit_compile=False`) nothing is packed.
 
 The state tuple `(trainable, non_trainable, optimizer, metrics)` keeps its structure, so jit's
 `donate_argnums` and `keras.distribution` shardings see exactly what Keras built.
@@ -12,10 +25,10 @@ overwritten. On XLA:CPU those copies are thunks ready at the start of the step, 
 many are ready (from ten on, in jaxlib 0.10) the executor hands half of them to its thread pool:
 for a small model that hand-off costs as much as the step (measured: the compiled step of a
 digits MLP, 0.16 ms, took 1.9x as long with one more scalar in the state, a variable loss
-weight). So the train and test steps return their outputs flattened state first (`_StateFirst`),
-and each state buffer is updated in place: Keras still unpacks `(logs, state)`. Under a
-`keras.distribution` Keras gives `out_shardings` for the plain tuple, so there the tuple stays
-plain.
+weight). So the compiled train and test steps return their outputs flattened state first
+(`_StateFirst`), and each state buffer is updated in place: Keras still unpacks
+`(logs, state)`. Under a `keras.distribution` Keras gives `out_shardings` for the plain tuple,
+so there the tuple stays plain.
 
 `_jax_state`: Keras' fit, evaluate and predict set this attribute to the whole state (lists of
 arrays) after every step, and Keras' `__setattr__` walks it for variables and layers to track:
@@ -48,6 +61,7 @@ import weakref
 import jax
 import jax.numpy as jnp
 import keras
+import numpy as np
 
 from kx import _keras
 
@@ -73,10 +87,98 @@ jax.tree_util.register_pytree_node(
 )
 
 
-def _step_outputs(logs, state):
-    if keras.distribution.distribution() is not None:
-        return logs, state
-    return _StateFirst((logs, state))
+class _PackedLogs(dict):
+    """A step's logs, as a compiled step returns them: the scalar logs of each dtype stacked in
+    one array (one output, one transfer), the others as they are.
+
+    A dict `{name: value}`: each packed value is a `_PackedValue`, which converts its array to
+    NumPy once for all the logs in it (see the module docstring).
+    """
+
+    def __init__(self, layout, arrays, others):
+        self._layout = layout  # ((name, group or None, index), ...) in the logs' order
+        self._arrays = arrays  # one array per dtype
+        self._others = others
+        self._numpy = [None] * len(arrays)
+        super().__init__(
+            (name, others[i] if group is None else _PackedValue(self, group, i))
+            for name, group, i in layout
+        )
+
+    @classmethod
+    def pack(cls, logs):
+        """`logs` (a step's dict of traced values) packed; other structures as they are."""
+        if type(logs) is not dict:
+            return logs
+        groups, layout, others = {}, [], []
+        for name, value in logs.items():
+            if isinstance(value, jax.Array) and value.shape == ():
+                group = groups.setdefault(value.dtype, [])
+                layout.append((name, list(groups).index(value.dtype), len(group)))
+                group.append(value)
+            else:
+                layout.append((name, None, len(others)))
+                others.append(value)
+        arrays = tuple(jnp.stack(group) for group in groups.values())
+        return cls(tuple(layout), arrays, tuple(others))
+
+    def numpy(self, group):
+        if self._numpy[group] is None:  # a race only converts twice
+            self._numpy[group] = np.asarray(self._arrays[group])
+        return self._numpy[group]
+
+
+jax.tree_util.register_pytree_node(
+    _PackedLogs,
+    lambda logs: ((logs._arrays, logs._others), logs._layout),
+    lambda layout, children: _PackedLogs(layout, *children),
+)
+
+
+class _PackedValue:
+    """One packed log: what Keras' callbacks convert with `float` (and NumPy with
+    `numpy.asarray`), read from its group's array."""
+
+    __slots__ = ("_logs", "_group", "_index")
+
+    def __init__(self, logs, group, index):
+        self._logs, self._group, self._index = logs, group, index
+
+    def numpy(self):
+        return self._logs.numpy(self._group)[self._index]
+
+    def __float__(self):
+        return float(self.numpy())
+
+    def __array__(self, dtype=None, copy=None):
+        return np.asarray(self.numpy(), dtype=dtype)
+
+    def __repr__(self):
+        return repr(self.numpy())
+
+
+def _compiled_step(model, name, shardings):
+    """Keras' compiled JAX step `name` ("train_step" or "test_step"), its logs packed and its
+    outputs state first (see the module docstring)."""
+    if keras.config.is_nnx_enabled():
+        method = getattr(type(model), name)
+
+        def call(state, data):
+            return method(model, state, data)
+    else:
+        call = getattr(model, name)
+    distributed = keras.distribution.distribution() is not None
+
+    def step(state, data):
+        logs, state = call(state, data)
+        if distributed:  # Keras gives `out_shardings` for the plain tuple
+            return _PackedLogs.pack(logs), state
+        return _StateFirst((_PackedLogs.pack(logs), state))
+
+    out_shardings = None
+    if distributed:
+        out_shardings = (None, shardings(_keras.jax_state_shardings(model)))
+    return _keras.jax_step_compiler()(step, donate_argnums=0, out_shardings=out_shardings)
 
 
 class TrainStep:
@@ -88,11 +190,29 @@ class TrainStep:
 
     def train_step(self, state, data):
         with _in_step():
-            return _step_outputs(*super().train_step(_with_iterations(self, state), data))
+            return super().train_step(_with_iterations(self, state), data)
 
     def test_step(self, state, data):
         with _in_step():
-            return _step_outputs(*super().test_step(state, data))
+            return super().test_step(state, data)
+
+    def make_train_function(self, force=False):
+        if self.train_function is not None and not force:
+            return
+        if self.run_eagerly or not self.jit_compile:
+            return super().make_train_function(force)
+        self.train_function = self._make_function(
+            _compiled_step(self, "train_step", lambda shardings: shardings)
+        )
+
+    def make_test_function(self, force=False):
+        if self.test_function is not None and not force:
+            return
+        if self.run_eagerly or not self.jit_compile:
+            return super().make_test_function(force)
+        self.test_function = self._make_function(
+            _compiled_step(self, "test_step", lambda s: (s[0], s[1], s[3]))
+        )
 
     def fit(self, *args, **kwargs):
         pairs = _refresh(self)
