@@ -25,11 +25,11 @@ from kx.backend import (
     compiled,
     float32,
     follow,
-    mirror,
+    follow_schedule,
     read_followed,
-    read_mirror,
     schedule_reader,
     snapshot,
+    step_count,
     weight_readable,
 )
 
@@ -235,12 +235,12 @@ class _CurrentValue(keras.metrics.Metric):
 class _LossWeightsState:
     """The variables and `<name>_weight` trackers of non-constant loss weights.
 
-    Not a layer: `attach` makes its variables and trackers the model's own (tracked) state, so
-    that uncertainty log-variances are model trainable variables, DWA's weights and epoch losses
-    non-trainable ones, the mirror of the optimizer's iteration count (see `kx.backend.mirror`)
-    exists whatever the backend, all are saved with the model, and the trackers are metrics of
-    the model. A variable weight's tracker also follows the variable (`kx.backend.follow`): JAX's
-    steps read the weight from it. (A sublayer would do the same, but Keras walks every layer
+    Not a layer: `attach` makes its variables and trackers the model's own (tracked) state, so that
+    uncertainty log-variances are model trainable variables, DWA's weights and epoch losses
+    non-trainable ones, all saved with the model, and the trackers are metrics of the model. A
+    variable weight's tracker also follows the variable (`kx.backend.follow`), and a schedule's its
+    value at the optimizer's count (`kx.backend.follow_schedule`): JAX's steps read the weight from
+    it (a schedule's: in evaluation). (A sublayer would do the same, but Keras walks every layer
     several times per step: on eager torch that walk cost as much as the weights themselves.)
     Variable paths start with `kx_loss_weights/`.
     """
@@ -249,7 +249,6 @@ class _LossWeightsState:
         self.trackers = {key: _CurrentValue(f"{key}_weight") for key in weights}
         self.log_variances = {}
         self.schedules = {}  # key: the schedule's value as a function of the step
-        self.iterations = None
         self.dwa_keys = None
         with keras.name_scope("kx_loss_weights"):
             for key, weight in weights.items():
@@ -262,8 +261,7 @@ class _LossWeightsState:
                     follow(self.trackers[key].current, weight.variable)
                 elif isinstance(weight, _Schedule):
                     self.schedules[key] = schedule_reader(weight.schedule)
-                    if self.iterations is None:
-                        self.iterations = mirror("optimizer_iterations")
+                    follow_schedule(self.trackers[key].current, self.schedules[key])
             dwa = [k for k, weight in weights.items() if isinstance(weight, _DynamicWeightAverage)]
             if dwa:
                 self.dwa_keys = dwa
@@ -277,11 +275,11 @@ class _LossWeightsState:
     def tracked(self):
         """The variables and trackers, as `attach` gives them to the model."""
         variables = [
-            *self.log_variances.values(), self.iterations,
+            *self.log_variances.values(),
             *(() if self.dwa_keys is None else (
                 self.dwa_weights, self.dwa_epoch_losses, self.dwa_epochs)),
         ]  # fmt: skip
-        return (*(v for v in variables if v is not None), *self.trackers.values())
+        return (*variables, *self.trackers.values())
 
     def term(self, model, key, weight, value):
         if not weight_readable(self._source(key, weight), isinstance(weight, _Schedule)):
@@ -293,7 +291,10 @@ class _LossWeightsState:
             if factor is tracker.current:  # JAX: the tracker holds the weight and logs it
                 return float32(factor) * value
         elif isinstance(weight, _Schedule):
-            factor = self.schedules[key](read_mirror(model, self.iterations))
+            count = step_count(model)
+            if count is None:  # JAX's test step: the tracker holds the value
+                return float32(tracker.current) * value
+            factor = self.schedules[key](count)
         elif isinstance(weight, UncertaintyWeight):
             s = ops.cast(self.log_variances[key], "float32")
             factor = _TASKS[weight.task] * ops.exp(-s)
@@ -311,10 +312,8 @@ class _LossWeightsState:
 
     def _source(self, key, weight):
         """The variable a step reads loss `key`'s weight from."""
-        if isinstance(weight, _Variable):
-            return self.trackers[key].current  # on JAX; elsewhere it follows the variable
-        if isinstance(weight, _Schedule):
-            return self.iterations
+        if isinstance(weight, (_Variable, _Schedule)):
+            return self.trackers[key].current  # on JAX (see kx.backend.follow)
         if isinstance(weight, UncertaintyWeight):
             return self.log_variances[key]
         return self.dwa_weights

@@ -1,15 +1,15 @@
 """The only backend-specific code of kx: trainer fixes per backend (`TrainStep`: TensorFlow's
-multi-worker ones and train functions without Keras' per-step Optional; JAX's output order,
-per-step state in `fit` and loss-weight mirrors), and a few primitives that some backend runs
-much faster natively than through generic `keras.ops`: counting ids and invalid values, looking
-up a table and the range of values, casting, clipping and assigning scalars in every step,
-reading a schedule from a table (torch, and TensorFlow without accelerators), the index of the
-largest score (all three), and compiling a pure function for eager calls (TensorFlow and JAX
-dispatch each eager op separately). Also `mirror` / `read_mirror` and `follow` /
-`read_followed`: state that the model does not own (the optimizer's iteration count, a variable
-given as a loss weight) as a compiled step sees it (JAX's stateless step sees only the model's
-and the metrics' state where the loss runs), and `weight_readable`: whether a step reading a
-loss weight there reads its current value (not in a JAX trace that maps no state).
+multi-worker ones and train functions without Keras' per-step Optional; JAX's packed logs, output
+order, per-step state in `fit` and the loss-weight state around Keras' steps), and a few primitives
+that some backend runs much faster natively than through generic `keras.ops`: counting ids and
+invalid values, looking up a table and the range of values, casting, clipping and assigning scalars
+in every step, reading a schedule from a table (torch, and TensorFlow without accelerators), the
+index of the largest score (all three), and compiling a pure function for eager calls (TensorFlow
+and JAX dispatch each eager op separately). Also `step_count`, `follow` / `read_followed` and
+`follow_schedule`: state that the model does not own (the optimizer's iteration count, a variable
+given as a loss weight) as a compiled step sees it (JAX's stateless step sees only the model's and
+the metrics' state where the loss runs), and `weight_readable`: whether a step reading a loss weight
+there reads its current value (not in a JAX trace that maps no state).
 
 Everything else, `fit(class_weight=...)` included (`kx/_class_weight.py`, folded before the
 outermost `train_step` by `kx/model.py`), is written once; Keras' own steps do the rest (loss
@@ -141,28 +141,18 @@ def compiled(fn):
     return fn
 
 
-def mirror(name):
-    """A scalar int32 non-trainable variable (for the model to own) standing for the optimizer's
-    iteration count inside compiled steps.
-
-    Here steps read the count itself (`read_mirror`) and the variable is unused; JAX's steps
-    read it (the train step with the count in its place, evaluation after kx writes the count
-    into it). It exists on every backend, so that a saved model has the same variables whichever
-    backend saved or loads it.
-    """
-    return keras.Variable(0, dtype="int32", trainable=False, name=name)
-
-
-def read_mirror(model, weight):
-    """The optimizer's iteration count as a step reads it (0 without an optimizer)."""
+def step_count(model):
+    """The optimizer's iteration count that the running step weighs a schedule with (0 without
+    an optimizer); None where the step reads the schedule's value from its tracker instead
+    (`follow_schedule`: JAX's test steps)."""
     optimizer = getattr(model, "optimizer", None)
-    return weight if optimizer is None else optimizer.iterations
+    return ops.zeros((), "int32") if optimizer is None else optimizer.iterations
 
 
 def weight_readable(variable, needs_step=False):
-    """Whether a loss weight read from `variable` (a schedule's iteration mirror with
-    `needs_step`) reads what the running step should: here always (steps read variables
-    themselves)."""
+    """Whether a loss weight read from `variable` (with `needs_step`: a schedule, read where its
+    tracker `variable` is) reads what the running step should: here always (steps read
+    variables themselves)."""
     return True
 
 
@@ -175,6 +165,12 @@ def follow(variable, source):
 def read_followed(variable, source):
     """What a step reads for `source`, which `variable` follows: here `source`."""
     return source
+
+
+def follow_schedule(variable, schedule):
+    """Makes `variable` (a schedule's tracker) hold the value of `schedule` (a function of the
+    iteration count) at the optimizer's count, for JAX's test steps to read (`step_count`).
+    Here steps read the count itself: nothing to do."""
 
 
 def schedule_reader(schedule):
@@ -227,9 +223,9 @@ elif _backend == "jax":
         compiled,
         first_argmax,
         follow,
-        mirror,
+        follow_schedule,
         read_followed,
-        read_mirror,
+        step_count,
         weight_readable,
     )
 elif _backend == "torch":
@@ -270,12 +266,12 @@ __all__ = [
     "first_argmax",
     "float32",
     "follow",
+    "follow_schedule",
     "lookup",
-    "mirror",
     "read_followed",
-    "read_mirror",
     "schedule_reader",
     "snapshot",
+    "step_count",
     "value_range",
     "weight_readable",
 ]

@@ -1,6 +1,6 @@
 """JAX: kx's compiled train and test steps (their logs packed, their outputs state first), the
-per-step state in `fit`, the loss-weight mirrors and followers around Keras' own stateless steps,
-and two primitives.
+per-step state in `fit`, the loss-weight state around Keras' own stateless steps (the iteration
+count, followers), and two primitives.
 
 Packed logs: Keras' callbacks convert every log of every step to a float
 (`pythonify_logs`), and for a JAX array its `convert_to_numpy` costs about 11 us a log (most of
@@ -36,19 +36,18 @@ about 12 Python calls per array, 520 of the 640 calls of a digits MLP's step in 
 hold nothing to track, so kx sets it as a plain attribute (not under Flax NNX, whose modules
 watch their attributes).
 
-Mirrors and followers: Keras' stateless step maps the model's and the metrics' variables (not
-the optimizer's) into the scope where the loss runs, so a variable the model does not own is a
-constant of the traced step there, and the optimizer's iteration count reads as its initial
-value (Keras purges variables while their state is in flight). `mirror` makes a non-trainable
-model variable stand for the count: the train step reads the optimizer's count in its place, so
-the mirror comes out of the step holding the count the step weighed with (one behind
-`optimizer.iterations`; XLA copies a scalar for it, and would as well for the mirror returned
-unchanged), and `evaluate` and `test_on_batch` write the current count into it first. `follow`
-makes a metric's variable (a `<name>_weight` tracker's) follow a source variable: `fit`,
-`evaluate` and `*_on_batch` copy changed sources into their followers, and during `fit` a last
-callback does so before each batch (writing the in-flight state back first, as Keras does when a
-callback reads `model`). The tracker is then both what the step reads and what it logs: no state
-of its own.
+The iteration count and followers: Keras' stateless step maps the model's and the metrics'
+variables (not the optimizer's) into the scope where the loss runs, so a variable the model does
+not own is a constant of the traced step there, and the optimizer's iteration count reads as its
+initial value (Keras purges variables while their state is in flight). kx's train step takes the
+count from the optimizer's state it receives and holds it (thread-local) while Keras' step runs,
+for a schedule to read (`step_count`): no state of its own. `follow` makes a metric's variable
+(a `<name>_weight` tracker's) follow a source variable: `fit`, `evaluate` and `*_on_batch` copy
+changed sources into their followers, and during `fit` a last callback does so before each batch
+(writing the in-flight state back first, as Keras does when a callback reads `model`). The
+tracker is then both what the step reads and what it logs. A test step has no optimizer state:
+there a schedule's tracker holds its value, written by `evaluate` and `test_on_batch` from the
+optimizer's count (`follow_schedule`).
 
 Also two primitives: `first_argmax` (XLA's CPU argmax, a variadic reduction, is about 4x slower
 than a max, a compare and a min) and `compiled` (`jax.jit` for eager calls).
@@ -65,10 +64,11 @@ import numpy as np
 
 from kx import _keras
 
-# id(variable) -> (weak reference to the follower or mirror, its source; None: the iteration
-# count)
+# id(variable) -> (weak reference to the follower, its source: a variable or a `_Scheduled`)
 _SOURCES = {}
-_STEPS = threading.local()  # .depth: kx train / test steps running (being traced) in this thread
+# .depth: kx train / test steps running (being traced) in this thread; .count: the innermost
+# one's iteration count (None in a test step)
+_STEPS = threading.local()
 
 
 def _register(variable, source):
@@ -189,11 +189,11 @@ class TrainStep:
             super().__setattr__(name, value)
 
     def train_step(self, state, data):
-        with _in_step():
-            return super().train_step(_with_iterations(self, state), data)
+        with _in_step(_iteration_count(self, state)):
+            return super().train_step(state, data)
 
     def test_step(self, state, data):
-        with _in_step():
+        with _in_step(None):
             return super().test_step(state, data)
 
     def make_train_function(self, force=False):
@@ -234,39 +234,33 @@ class TrainStep:
 
 
 @contextlib.contextmanager
-def _in_step():
-    _STEPS.depth = _step_depth() + 1
+def _in_step(count):
+    outer = _step_depth(), getattr(_STEPS, "count", None)
+    _STEPS.depth, _STEPS.count = outer[0] + 1, count
     try:
         yield
     finally:
-        _STEPS.depth -= 1
+        _STEPS.depth, _STEPS.count = outer
 
 
 def _step_depth():
     return getattr(_STEPS, "depth", 0)
 
 
-def mirror(name):
-    """A scalar int32 non-trainable variable (for the model to own) that steps read for the
-    optimizer's iteration count (see the module docstring)."""
-    variable = keras.Variable(0, dtype="int32", trainable=False, name=name)
-    _register(variable, None)
-    return variable
-
-
-def read_mirror(model, weight):
-    """In kx's steps and in traces the mirror (see the module docstring); elsewhere (an eager
-    `compute_loss`) the count itself."""
+def step_count(model):
+    """In kx's train step the optimizer's count that it weighs with (from the step's state), in
+    its test step None (a schedule's tracker holds its value: `follow_schedule`); elsewhere (an
+    eager `compute_loss`) the count itself."""
+    if _step_depth():
+        return _STEPS.count
     optimizer = getattr(model, "optimizer", None)
-    if optimizer is None or _step_depth() or _keras.is_in_jax_tracing_scope():
-        return weight
-    return optimizer.iterations
+    return jnp.zeros((), "int32") if optimizer is None else optimizer.iterations
 
 
 def weight_readable(variable, needs_step=False):
     """Whether a loss weight read from `variable` reads the running step's value: eagerly
-    always; in a trace only where a StatelessScope maps it to the step's state, and for the
-    iteration mirror (`needs_step`) only inside kx's own steps, which put the count there."""
+    always; in a trace only where a StatelessScope maps it to the step's state, and for a
+    schedule's tracker (`needs_step`) only inside kx's own steps, which hold the count."""
     if not _keras.is_in_jax_tracing_scope():
         return True
     if needs_step and not _step_depth():
@@ -285,47 +279,51 @@ def read_followed(variable, source):
     return variable
 
 
+def follow_schedule(variable, schedule):
+    """Makes `variable` (a schedule's tracker) hold `schedule` at the optimizer's count before
+    `evaluate` and `test_on_batch`, whose steps read it there."""
+    _register(variable, _Scheduled(schedule))
+
+
+class _Scheduled:
+    """A tracker's source: a schedule of the iteration count, compiled for eager calls."""
+
+    def __init__(self, schedule):
+        self.value = compiled(lambda count: jnp.asarray(schedule(count), "float32"))
+
+
 def _registered(variables):
-    """[(index in `variables`, variable, source)] of the mirrors and followers among them."""
+    """[(variable, source)] of the followers among `variables`."""
     found = []
-    for index, variable in enumerate(variables):
+    for variable in variables:
         entry = _SOURCES.get(id(variable))
         if entry is not None and entry[0]() is variable:
-            found.append((index, variable, entry[1]))
+            found.append((variable, entry[1]))
     return found
 
 
-def _with_iterations(model, state):
-    """`state` with the optimizer's iteration count in place of the iteration mirrors."""
+def _iteration_count(model, state):
+    """The optimizer's iteration count in a train step's `state`."""
     optimizer = getattr(model, "optimizer", None)
-    indices = [i for i, _, source in _registered(model.non_trainable_variables)
-               if source is None]
-    if not indices or optimizer is None:
-        return state
-    trainable, non_trainable, optimizer_variables, metrics = state
-    position = next(
-        k for k, v in enumerate(optimizer.variables) if v is optimizer.iterations
-    )
-    count = optimizer_variables[position]
-    non_trainable = list(non_trainable)
-    for i in indices:
-        non_trainable[i] = count.astype(non_trainable[i].dtype)
-    return trainable, non_trainable, optimizer_variables, metrics
+    if optimizer is None:
+        return jnp.zeros((), "int32")
+    position = next(k for k, v in enumerate(optimizer.variables) if v is optimizer.iterations)
+    return state[2][position]
 
 
 def _refresh(model):
-    """Writes the optimizer's iteration count into its mirrors (for evaluation: the train step
-    reads the count itself, and leaves the one it read there) and copies each source variable
-    into its follower; returns the (follower, source) pairs."""
+    """Copies each source variable into its follower and writes each schedule's value at the
+    optimizer's count into its tracker (for evaluation: the train step reads the count itself);
+    returns the (follower, source variable) pairs."""
     optimizer = getattr(model, "optimizer", None)
-    if optimizer is not None:
-        for _, variable, source in _registered(model.non_trainable_variables):
-            if source is None:
-                variable.assign(_copy(optimizer.iterations.value))
-    pairs = [(v, source) for _, v, source in _registered(model.metrics_variables)
-             if source is not None]
-    for weight, source in pairs:
-        weight.assign(_copy(source.value))
+    pairs = []
+    for weight, source in _registered(model.metrics_variables):
+        if isinstance(source, _Scheduled):
+            if optimizer is not None:
+                weight.assign(source.value(optimizer.iterations.value))
+        else:
+            weight.assign(_copy(source.value))
+            pairs.append((weight, source))
     return pairs
 
 
