@@ -39,9 +39,9 @@ watch their attributes).
 The iteration count and followers: Keras' stateless step maps the model's and the metrics'
 variables (not the optimizer's) into the scope where the loss runs, so a variable the model does
 not own is a constant of the traced step there, and the optimizer's iteration count reads as its
-initial value (Keras purges variables while their state is in flight). kx's train step takes the
-count from the optimizer's state it receives and holds it (thread-local) while Keras' step runs,
-for a schedule to read (`step_count`): no state of its own. `follow` makes a metric's variable
+initial value (Keras purges variables while their state is in flight). kx's train step holds the
+state it receives (thread-local) while Keras' step runs, for a schedule to read the count from the
+optimizer's part (`step_count`): no state of its own. `follow` makes a metric's variable
 (a `<name>_weight` tracker's) follow a source variable: `fit`, `evaluate` and `*_on_batch` copy
 changed sources into their followers, and during `fit` a last callback does so before each batch
 (writing the in-flight state back first, as Keras does when a callback reads `model`). The
@@ -66,8 +66,8 @@ from kx import _keras
 
 # id(variable) -> (weak reference to the follower, its source: a variable or a `_Scheduled`)
 _SOURCES = {}
-# .depth: kx train / test steps running (being traced) in this thread; .count: the innermost
-# one's iteration count (None in a test step)
+# .depth: kx train / test steps running (being traced) in this thread; .train_state: the
+# innermost one's state (None in a test step)
 _STEPS = threading.local()
 
 
@@ -189,7 +189,7 @@ class TrainStep:
             super().__setattr__(name, value)
 
     def train_step(self, state, data):
-        with _in_step(_iteration_count(self, state)):
+        with _in_step(state):
             return super().train_step(state, data)
 
     def test_step(self, state, data):
@@ -234,13 +234,13 @@ class TrainStep:
 
 
 @contextlib.contextmanager
-def _in_step(count):
-    outer = _step_depth(), getattr(_STEPS, "count", None)
-    _STEPS.depth, _STEPS.count = outer[0] + 1, count
+def _in_step(train_state):
+    outer = _step_depth(), getattr(_STEPS, "train_state", None)
+    _STEPS.depth, _STEPS.train_state = outer[0] + 1, train_state
     try:
         yield
     finally:
-        _STEPS.depth, _STEPS.count = outer
+        _STEPS.depth, _STEPS.train_state = outer
 
 
 def _step_depth():
@@ -252,7 +252,8 @@ def step_count(model):
     its test step None (a schedule's tracker holds its value: `follow_schedule`); elsewhere (an
     eager `compute_loss`) the count itself."""
     if _step_depth():
-        return _STEPS.count
+        state = _STEPS.train_state
+        return None if state is None else _iteration_count(model, state)
     optimizer = getattr(model, "optimizer", None)
     return jnp.zeros((), "int32") if optimizer is None else optimizer.iterations
 
