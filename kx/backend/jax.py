@@ -42,10 +42,11 @@ not own is a constant of the traced step there, and the optimizer's iteration co
 initial value (Keras purges variables while their state is in flight). kx's train step holds the
 state it receives (thread-local) while Keras' step runs, for a schedule to read the count from the
 optimizer's part (`step_count`): no state of its own. `follow` makes a metric's variable
-(a `<name>_weight` tracker's) follow a source variable: `fit`, `evaluate` and `*_on_batch` copy
-changed sources into their followers, and during `fit` a last callback does so before each batch
-(writing the in-flight state back first, as Keras does when a callback reads `model`). The
-tracker is then both what the step reads and what it logs. A test step has no optimizer state:
+(a `<name>_weight` tracker's) follow a source variable: kx's train function puts a copy of a
+source assigned since its last call in its follower's place in the state it is given (a
+callback's change in `on_train_batch_begin` takes effect in that batch), and `evaluate` and
+`test_on_batch` copy every source into its follower first. The tracker is then both what the
+step reads and what it logs. A test step has no optimizer state:
 there a schedule's tracker holds its value, written by `evaluate` and `test_on_batch` from the
 optimizer's count (`follow_schedule`).
 
@@ -200,10 +201,12 @@ class TrainStep:
         if self.train_function is not None and not force:
             return
         if self.run_eagerly or not self.jit_compile:
-            return super().make_train_function(force)
-        self.train_function = self._make_function(
-            _compiled_step(self, "train_step", lambda shardings: shardings)
-        )
+            super().make_train_function(force)
+        else:
+            self.train_function = self._make_function(
+                _compiled_step(self, "train_step", lambda shardings: shardings)
+            )
+        self.train_function = _following(self, self.train_function)
 
     def make_test_function(self, force=False):
         if self.test_function is not None and not force:
@@ -214,19 +217,9 @@ class TrainStep:
             _compiled_step(self, "test_step", lambda s: (s[0], s[1], s[3]))
         )
 
-    def fit(self, *args, **kwargs):
-        pairs = _refresh(self)
-        if pairs:
-            kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), _RefreshFollowers(pairs)]
-        return super().fit(*args, **kwargs)
-
     def evaluate(self, *args, **kwargs):
         _refresh(self)
         return super().evaluate(*args, **kwargs)
-
-    def train_on_batch(self, *args, **kwargs):
-        _refresh(self)
-        return super().train_on_batch(*args, **kwargs)
 
     def test_on_batch(self, *args, **kwargs):
         _refresh(self)
@@ -294,12 +287,12 @@ class _Scheduled:
 
 
 def _registered(variables):
-    """[(variable, source)] of the followers among `variables`."""
+    """[(index in `variables`, follower, source)] of the followers among `variables`."""
     found = []
-    for variable in variables:
+    for index, variable in enumerate(variables):
         entry = _SOURCES.get(id(variable))
         if entry is not None and entry[0]() is variable:
-            found.append((variable, entry[1]))
+            found.append((index, variable, entry[1]))
     return found
 
 
@@ -314,47 +307,46 @@ def _iteration_count(model, state):
 
 def _refresh(model):
     """Copies each source variable into its follower and writes each schedule's value at the
-    optimizer's count into its tracker (for evaluation: the train step reads the count itself);
-    returns the (follower, source variable) pairs."""
+    optimizer's count into its tracker (for evaluation: the train step reads the count
+    itself)."""
     optimizer = getattr(model, "optimizer", None)
-    pairs = []
-    for weight, source in _registered(model.metrics_variables):
-        if isinstance(source, _Scheduled):
-            if optimizer is not None:
-                weight.assign(source.value(optimizer.iterations.value))
-        else:
+    for _, weight, source in _registered(model.metrics_variables):
+        if not isinstance(source, _Scheduled):
             weight.assign(_copy(source.value))
-            pairs.append((weight, source))
-    return pairs
+        elif optimizer is not None:
+            weight.assign(source.value(optimizer.iterations.value))
+
+
+def _following(model, function):
+    """`function` (a train function) that first puts a copy of each source variable assigned
+    since its last call in its follower's place in the state it is given: a callback's change
+    takes effect in that very batch (`on_train_batch_begin` runs before), and the state in
+    flight needs no sync. A read of the stored value (not `.value`, with Keras' scope checks,
+    3 us) per source and step."""
+    followers = [(i, weight.dtype, source)
+                 for i, weight, source in _registered(model.metrics_variables)
+                 if not isinstance(source, _Scheduled)]
+    if not followers:
+        return function
+    seen = [None] * len(followers)
+
+    def call(state, data):
+        for k, (i, dtype, source) in enumerate(followers):
+            value = _keras.stored_value(source)
+            if value is not seen[k]:
+                seen[k] = value
+                metrics = list(state[3])
+                metrics[i] = jnp.array(value, dtype=dtype, copy=True)  # see `_copy`
+                state = (*state[:3], metrics)
+        return function(state, data)
+
+    return call
 
 
 def _copy(value):
     """A new buffer: the train function donates the state's buffers, and the source keeps its
     own."""
     return jnp.array(value, copy=True)
-
-
-class _RefreshFollowers(keras.callbacks.Callback):
-    """Before each training batch, copies sources that changed into their followers.
-
-    Listed last, so that a source assigned by any callback's `on_train_batch_begin` takes
-    effect in that very batch.
-    """
-
-    def __init__(self, pairs):
-        super().__init__()
-        self._pairs = pairs
-        self._seen = [source.value for _, source in pairs]
-
-    def on_train_batch_begin(self, batch, logs=None):
-        changed = [k for k, (_, s) in enumerate(self._pairs) if s.value is not self._seen[k]]
-        if not changed:
-            return
-        self.model.jax_state_sync()  # the in-flight state back into the variables first
-        for k in changed:
-            weight, source = self._pairs[k]
-            self._seen[k] = source.value
-            weight.assign(_copy(self._seen[k]))
 
 
 def first_argmax(x):

@@ -910,7 +910,7 @@ class ConfusionState(keras.metrics.Metric):
     def _result_from(self, counts):
         raise NotImplementedError
 
-    def _value(self, name, counts, beta=1.0):
+    def _metric_value(self, name, counts, beta=1.0):
         """One metric under `self.average`, from `Counts`: a scalar, or a per-class vector when
         `average=None`."""
         zd = self.zero_division

@@ -213,7 +213,7 @@ class ClassificationMetrics(ConfusionState):
     def _result_from(self, counts):
         results = {}
         for name in self.metric_names:
-            value = self._value(ALIASES[name], counts, self.beta)
+            value = self._metric_value(ALIASES[name], counts, self.beta)
             if len(value.shape) == 0:
                 results[name] = value
             else:  # one op for all classes, not one slice per class
@@ -239,7 +239,7 @@ class _SingleMetric(ConfusionState):
         return (self._metric,)
 
     def _result_from(self, counts):
-        return self._value(self._metric, counts)
+        return self._metric_value(self._metric, counts)
 
 
 _STANDALONE_DOC = """{summary}
