@@ -12,7 +12,7 @@ import pytest
 from conftest import BACKEND, assert_close
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_model import data, kx_losses, two_output_model
+from test_model import C, D, data, kx_losses, two_output_model
 from test_model_scaling import torch_compile_without_codegen  # noqa: F401 (a fixture)
 
 import kx
@@ -169,6 +169,37 @@ def test_variable_set_by_a_callback_is_used_in_every_step():
     logs = model.evaluate(x, y, verbose=0, return_dict=True)
     assert_close(logs["mse_weight"], 3.0)
     assert_close(logs["loss"], logs["ce"] + 3.0 * logs["mse"], rtol=1e-5)
+
+
+class WeightHolder(keras.layers.Layer):
+    """A layer that owns a non-trainable scalar (and passes its input through)."""
+
+    def build(self, shape):
+        self.held = self.add_weight(shape=(), initializer=keras.initializers.Constant(1.0),
+                                    trainable=False, name="held")
+
+    def call(self, x):
+        return x
+
+
+def test_a_variable_of_the_model_own_set_by_a_callback_is_used_in_every_step():
+    """A layer's non-trainable weight as the loss weight: on JAX it is part of the step's state
+    (where Keras' own fit would lose an assignment made while it holds that state); every
+    batch weighs with what the callback assigned, and the variable keeps the last value."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((D,), name="x")
+    holder = WeightHolder()
+    h = keras.layers.Dense(8, activation="tanh", name="hidden")(holder(inputs))
+    model = kx.CustomModel({"x": inputs}, {"logits": keras.layers.Dense(C, name="logits")(h),
+                                           "recon": keras.layers.Dense(2, name="recon")(h)})
+    setter = SetEachBatch(holder.held)
+    _, _, recorder = fit({"mse": holder.held}, epochs=2, model=model, callbacks=[setter])
+    assert_close(recorder.values("mse_weight"), setter.assigned)
+    assert_total_is_weighted(recorder)
+    assert_close(holder.held, setter.assigned[-1])
+    x, y = arrays()
+    assert_close(model.evaluate(x, y, verbose=0, return_dict=True)["mse_weight"],
+                 setter.assigned[-1])
 
 
 def test_variable_set_at_epoch_begin_changes_the_epoch():

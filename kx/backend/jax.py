@@ -37,19 +37,19 @@ about 12 Python calls per array, 520 of the 640 calls of a digits MLP's step in 
 hold nothing to track, so kx sets it as a plain attribute (not under Flax NNX, whose modules
 watch their attributes).
 
-The iteration count and followers: Keras' stateless step maps the model's and the metrics'
-variables (not the optimizer's) into the scope where the loss runs, so a variable the model does
-not own is a constant of the traced step there, and the optimizer's iteration count reads as its
-initial value (Keras purges variables while their state is in flight). kx's train step holds the
-state it receives (thread-local) while Keras' step runs, for a schedule to read the count from the
-optimizer's part (`step_count`): no state of its own. `follow` makes a metric's variable
-(a `<name>_weight` tracker's) follow a source variable: kx's train function puts a copy of a
-source assigned since its last call in its follower's place in the state it is given (a
-callback's change in `on_train_batch_begin` takes effect in that batch), and `evaluate` and
-`test_on_batch` copy every source into its follower first. The tracker is then both what the
-step reads and what it logs. A test step has no optimizer state:
-there a schedule's tracker holds its value, written by `evaluate` and `test_on_batch` from the
-optimizer's count (`follow_schedule`).
+The iteration count and followers: Keras' stateless step maps the model's and the metrics' variables
+(not the optimizer's) into the scope where the loss runs, so a variable the model does not own is a
+constant of the traced step there, and the optimizer's iteration count reads as its initial value
+(Keras purges variables while their state is in flight). kx's train step holds the state it receives
+(thread-local) while Keras' step runs, for a schedule to read the count from the optimizer's part
+(`step_count`): no state of its own. `follow` makes a metric's variable (a `<name>_weight`
+tracker's) follow a source variable: kx's train function puts a copy of a source assigned since its
+last call in its follower's place in the state it is given (a callback's change in
+`on_train_batch_begin` takes effect in that batch), and `evaluate` and `test_on_batch` copy every
+source into its follower first. The tracker is then both what the step reads and what it logs (a
+variable of the model's own is in the step's state already: the step reads it there, as Keras' steps
+read any model variable). A test step has no optimizer state: there a schedule's tracker holds its
+value, written by `evaluate` and `test_on_batch` from the optimizer's count (`follow_schedule`).
 
 Also two primitives: `first_argmax` (XLA's CPU argmax, a variadic reduction, is about 4x slower
 than a max, a compare and a min) and `compiled` (`jax.jit` for eager calls).
@@ -275,7 +275,8 @@ def follow(variable, source):
 
 
 def read_followed(variable, source):
-    return variable
+    """The follower `variable`; a variable of the model's own as its step state holds it."""
+    return source if _keras.mapped_in_scope(source) else variable
 
 
 def follow_schedule(variable, schedule):
@@ -326,23 +327,30 @@ def _following(model, function):
     """`function` (a train function) that first puts a copy of each source variable assigned
     since its last call in its follower's place in the state it is given: a callback's change
     takes effect in that very batch (`on_train_batch_begin` runs before), and the state in
-    flight needs no sync. A read of the stored value (not `.value`, with Keras' scope checks,
+    flight needs no sync. A source of the model's own (read from the state, see
+    `read_followed`) goes to its own place there: Keras would lose an assignment made while
+    `fit` holds the state. A read of the stored value (not `.value`, with Keras' scope checks,
     3 us) per source and step."""
-    followers = [(i, weight.dtype, source)
-                 for i, weight, source in _registered(model.metrics_variables)
-                 if not isinstance(source, _Scheduled)]
+    owned = {id(v): j for j, v in enumerate(model.non_trainable_variables)}
+    followers = [
+        (1, owned[id(source)], source.dtype, source) if id(source) in owned
+        else (3, i, weight.dtype, source)
+        for i, weight, source in _registered(model.metrics_variables)
+        if not isinstance(source, _Scheduled)
+    ]  # fmt: skip
     if not followers:
         return function
     seen = [None] * len(followers)
 
     def call(state, data):
-        for k, (i, dtype, source) in enumerate(followers):
-            value = _keras.stored_value(source)
-            if value is not seen[k]:
+        for k, (group, i, dtype, source) in enumerate(followers):
+            value = _keras.stored_value(source)  # None: a model variable whose state is in flight
+            if value is not None and value is not seen[k]:
                 seen[k] = value
-                metrics = list(state[3])
-                metrics[i] = jnp.array(value, dtype=dtype, copy=True)  # see `_copy`
-                state = (*state[:3], metrics)
+                state = list(state)
+                state[group] = list(state[group])
+                state[group][i] = jnp.array(value, dtype=dtype, copy=True)  # see `_copy`
+                state = tuple(state)
         return function(state, data)
 
     return call
