@@ -289,7 +289,7 @@ class _Scheduled:
     """A tracker's source: a schedule of the iteration count, compiled for eager calls."""
 
     def __init__(self, schedule):
-        self.value = compiled(lambda count: jnp.asarray(schedule(count), "float32"))
+        self.at = compiled(lambda count: jnp.asarray(schedule(count), "float32"))
 
 
 def _registered(variables):
@@ -320,7 +320,7 @@ def _refresh(model):
         if not isinstance(source, _Scheduled):
             weight.assign(_copy(source.value))
         elif optimizer is not None:
-            weight.assign(source.value(optimizer.iterations.value))
+            weight.assign(source.at(optimizer.iterations.value))
 
 
 def _following(model, function):
