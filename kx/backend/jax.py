@@ -349,17 +349,17 @@ def _following(model, function):
                 seen[k] = value
                 state = list(state)
                 state[group] = list(state[group])
-                state[group][i] = jnp.array(value, dtype=dtype, copy=True)  # see `_copy`
+                state[group][i] = _copy(value, dtype)
                 state = tuple(state)
         return function(state, data)
 
     return call
 
 
-def _copy(value):
-    """A new buffer: the train function donates the state's buffers, and the source keeps its
-    own."""
-    return jnp.array(value, copy=True)
+def _copy(value, dtype=None):
+    """A new buffer (of `dtype`, if given): the train function donates the state's buffers, and
+    the source keeps its own."""
+    return jnp.array(value, dtype=dtype, copy=True)
 
 
 def first_argmax(x):
