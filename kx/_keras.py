@@ -146,6 +146,16 @@ def jax_step_compiler():
     return jit
 
 
+def jax_replicated_sharding():
+    """The sharding of a value held whole on every device of the current `keras.distribution`'s
+    mesh (JAX)."""
+    import keras
+    from jax.sharding import NamedSharding, PartitionSpec
+
+    mesh = keras.distribution.distribution().device_mesh.backend_mesh
+    return NamedSharding(mesh, PartitionSpec())
+
+
 def jax_state_shardings(model):
     """`(trainable, non_trainable, optimizer, metrics)` shardings of a JAX model's state under a
     `keras.distribution`, as Keras' JAX trainer gives them to its jitted steps."""

@@ -21,16 +21,12 @@ from keras import ops
 
 from kx import _keras
 from kx.backend import (
-    assign,
+    CurrentValue,
     compiled,
     float32,
-    follow,
-    follow_schedule,
-    read_followed,
+    read_variable,
     schedule_reader,
-    snapshot,
     step_count,
-    weight_readable,
 )
 
 __all__ = ["UncertaintyWeight"]
@@ -211,42 +207,28 @@ def _non_trainable(value, name):
     return keras.Variable(np.asarray(value, "float32"), dtype="float32", trainable=False, name=name)
 
 
-class _CurrentValue(keras.metrics.Metric):
-    """Logs the last value it was given (the weight in effect), per step and at epoch end.
-
-    Resetting keeps that value: it is still the weight in effect (and a reset that wrote a zero
-    would cost an eager op at every epoch start and evaluation)."""
-
-    def __init__(self, name):
-        super().__init__(name=name, dtype="float32")
-        # "mean" across replicas: every replica holds the same weight.
-        self.current = self.add_variable((), "zeros", aggregation="mean", name="current")
-
-    def update_state(self, value):
-        assign(self.current, value)  # a float32 scalar, as the variable
-
-    def result(self):
-        return snapshot(self.current)
-
-    def reset_state(self):
-        pass
-
-
 class _LossWeightsState:
     """The variables and `<name>_weight` trackers of non-constant loss weights.
 
     Not a layer: `attach` makes its variables and trackers the model's own (tracked) state, so that
     uncertainty log-variances are model trainable variables, DWA's weights and epoch losses
-    non-trainable ones, all saved with the model, and the trackers are metrics of the model. A
-    variable weight's tracker also follows the variable (`kx.backend.follow`), and a schedule's its
-    value at the optimizer's count (`kx.backend.follow_schedule`): JAX's steps read the weight from
-    it (a schedule's: in evaluation). (A sublayer would do the same, but Keras walks every layer
+    non-trainable ones, all saved with the model, and the trackers (`kx.backend.CurrentValue`) are
+    metrics of the model. A step reads each weight through `kx.backend.read_variable` and
+    `step_count` (on JAX, a variable the model does not own and a test step's iteration count are
+    given to kx's compiled steps). (A sublayer would do the same, but Keras walks every layer
     several times per step: on eager torch that walk cost as much as the weights themselves.)
     Variable paths start with `kx_loss_weights/`.
     """
 
     def __init__(self, weights):
-        self.trackers = {key: _CurrentValue(f"{key}_weight") for key in weights}
+        self.trackers = {
+            key: CurrentValue(
+                f"{key}_weight",
+                variable=weight.variable if isinstance(weight, _Variable) else None,
+                needs_count=isinstance(weight, _Schedule),
+            )
+            for key, weight in weights.items()
+        }
         self.log_variances = {}
         self.schedules = {}  # key: the schedule's value as a function of the step
         self.dwa_keys = None
@@ -257,11 +239,8 @@ class _LossWeightsState:
                         weight.initial_log_variance, dtype="float32", trainable=True,
                         name=f"{key}_log_variance",
                     )  # fmt: skip
-                elif isinstance(weight, _Variable):
-                    follow(self.trackers[key].current, weight.variable)
                 elif isinstance(weight, _Schedule):
                     self.schedules[key] = schedule_reader(weight.schedule)
-                    follow_schedule(self.trackers[key].current, self.schedules[key])
             dwa = [k for k, weight in weights.items() if isinstance(weight, _DynamicWeightAverage)]
             if dwa:
                 self.dwa_keys = dwa
@@ -282,55 +261,46 @@ class _LossWeightsState:
         return (*variables, *self.trackers.values())
 
     def term(self, model, key, weight, value):
-        if not weight_readable(self._source(key, weight), isinstance(weight, _Schedule)):
-            raise ValueError(_unreadable(key, weight))
-        extra = None
-        tracker = self.trackers[key]
         if isinstance(weight, _Variable):
-            factor = read_followed(tracker.current, weight.variable)
-            if factor is tracker.current:  # JAX: the tracker holds the weight and logs it
-                return float32(factor) * value
+            factor = read_variable(weight.variable)
         elif isinstance(weight, _Schedule):
             count = step_count(model)
-            if count is None:  # JAX's test step: the tracker holds the value
-                return float32(tracker.current) * value
-            factor = self.schedules[key](count)
+            factor = None if count is None else self.schedules[key](count)
         elif isinstance(weight, UncertaintyWeight):
-            s = ops.cast(self.log_variances[key], "float32")
-            factor = _TASKS[weight.task] * ops.exp(-s)
-            # Loss values are already scaled for distribution (1/replicas); so must this be.
-            extra = _keras.scale_loss_for_distribution(0.5 * s)
+            s = read_variable(self.log_variances[key])
+            factor = None if s is None else _TASKS[weight.task] * ops.exp(-ops.cast(s, "float32"))
         else:
-            factor = self.dwa_weights[weight.index]
+            weights = read_variable(self.dwa_weights)
+            factor = None if weights is None else weights[weight.index]
+        if factor is None:  # JAX: a trace where the step cannot read the weight's current value
+            raise ValueError(_unreadable(key, weight))
         factor = float32(factor)
-        if isinstance(weight, UncertaintyWeight):  # the one kind with trainable variables
-            tracker.update_state(ops.stop_gradient(factor))
-        else:
-            tracker.update_state(factor)
-        term = factor * value
-        return term if extra is None else term + extra
-
-    def _source(self, key, weight):
-        """The variable a step reads loss `key`'s weight from."""
-        if isinstance(weight, (_Variable, _Schedule)):
-            return self.trackers[key].current  # on JAX (see kx.backend.follow)
-        if isinstance(weight, UncertaintyWeight):
-            return self.log_variances[key]
-        return self.dwa_weights
+        if not isinstance(weight, UncertaintyWeight):
+            self.trackers[key].update_state(factor)
+            return factor * value
+        self.trackers[key].update_state(ops.stop_gradient(factor))  # the one kind with gradients
+        s = ops.cast(self.log_variances[key], "float32")
+        # Loss values are already scaled for distribution (1/replicas); so must this be.
+        return factor * value + _keras.scale_loss_for_distribution(0.5 * s)
 
 
 def _unreadable(key, weight):
     kind = {_Variable: "a keras.Variable", _Schedule: "a schedule",
             UncertaintyWeight: "kx.UncertaintyWeight"}.get(type(weight), '"dwa"')
     fix = "call `super().train_step(state, data)` in your `train_step`"
-    if not isinstance(weight, _Schedule):
+    if isinstance(weight, _Variable):
+        holder = "kx's compiled train and test steps are given its current value"
+        fix = "compute the loss inside the model's `train_step` or `test_step`"
+    elif isinstance(weight, _Schedule):
+        holder = "kx's `train_step` reads it from the optimizer's iteration count in its state"
+    else:
+        holder = "its variables are part of the state Keras' trainer passes to `train_step`"
         fix += (", or compute the loss with `self.stateless_compute_loss(...)` or inside "
-                "`keras.StatelessScope(state_mapping=...)` mapping the model's variables and "
-                "`model.metrics_variables` to the step's state")
+                "`keras.StatelessScope(state_mapping=...)` mapping the model's variables to the "
+                "step's state")
     return (
-        f"loss_weights[{key!r}] ({kind}) changes during training, and on JAX its current value "
-        "is part of the state Keras' trainer passes to `train_step`. This `compute_loss` runs "
-        "in a JAX trace that does not map that state (a `train_step` or jitted function of "
+        f"loss_weights[{key!r}] ({kind}) changes during training, and on JAX {holder}. This "
+        "`compute_loss` runs in a JAX trace without it (a `train_step` or jitted function of "
         "your own), where the weight would read as empty or as a constant of the trace. To "
         f"weigh with it, {fix}."
     )

@@ -57,10 +57,10 @@ def test_a_snapshot_keeps_its_value_when_the_variable_changes():
     assert_close(logged, 0.5, rtol=0, atol=0)
 
 
-def _aliases(step, state, data):
+def _aliases(step, state, *args):
     """{donated input index: output index} of `step` (a jitted step, as kx compiles it) on
     `state`: with every input kept, input indices are positions in the state."""
-    text = step.lower(state, data).as_text()
+    text = step.lower(state, *args).as_text()
     pairs = re.findall(r"%arg(\d+): tensor<[^>]*> \{[^}]*?tf\.aliasing_output = (\d+)", text)
     return {int(a): int(b) for a, b in pairs}
 
@@ -71,8 +71,8 @@ def test_jax_steps_update_every_state_buffer_in_place(weight):
     """jit gives each output the first donated buffer of its shape: with the logs first (as
     Keras returns them), every scalar state would land in another variable's buffer, and XLA
     copies them all; kx's compiled steps flatten the state first, so each buffer stays its own
-    (the packed logs come last and take none). A schedule's tracker, overwritten and never read,
-    keeps its buffer too (jit would otherwise prune the input and allocate the output)."""
+    (the packed logs come last and take none). A variable weight's value, and a test step's
+    iteration count for a schedule, are given apart from the state (not donated, no output)."""
     import jax
 
     rng = np.random.default_rng(0)
@@ -104,10 +104,12 @@ def test_jax_steps_update_every_state_buffer_in_place(weight):
         return jax.tree_util.tree_map(lambda a: jax.numpy.array(a, copy=True), state)
 
     steps = (_compiled_step(model, "train_step", None), _compiled_step(model, "test_step", None))
-    for step, state in zip(steps, (train_state, test_state)):
+    for (step, given), state in zip(steps, (train_state, test_state)):
+        values = [v.value for v in given]
+        assert len(values) == (weight == "variable" or state is test_state)
         n = sum(len(group) for group in state)
-        assert _aliases(step, state, data) == {i: i for i in range(n)}
-        logs, out = step(copy(state), data)  # still unpacks as Keras' steps do
+        assert _aliases(step, state, data, values) == {i: i for i in range(n)}
+        logs, out = step(copy(state), data, values)  # still unpacks as Keras' steps do
         assert [len(group) for group in out] == [len(group) for group in state]
         assert set(logs) == {"loss", "ce", "acc", "ce_weight"}
     logs, state = model.train_step(train_state, data)  # Keras' own outputs, for subclasses

@@ -251,11 +251,12 @@ def fit_with_weight(kind, model):
 def test_a_hand_written_train_step_weighs_as_kx_own_step_or_says_how_on_jax(kind):
     """A `train_step` written as Keras' guides write it (`compute_loss` under the step's own
     GradientTape / backward / `jax.value_and_grad`): on TensorFlow and torch the weights are
-    read as in kx's own step. On JAX that `compute_loss` runs in a trace that maps none of the
-    step's state, where the weight reads as nothing (Keras' "'NoneType' object is not callable")
-    or as a constant of the trace: kx says what to do instead, at the first step."""
+    read as in kx's own step, and on JAX a variable (kx's compiled step is given its value). On
+    JAX that `compute_loss` runs in a trace that maps none of the step's state, where the
+    model's variables and the iteration count read as nothing (Keras' "'NoneType' object is not
+    callable") or as a constant of the trace: kx says what to do instead, at the first step."""
     model = two_output_model(cls=_custom_steps.manual(kx.CustomModel))
-    if BACKEND == "jax":
+    if BACKEND == "jax" and kind != "variable":
         with pytest.raises(ValueError, match=r"loss_weights\['mse'\] .*super\(\)\.train_step"):
             fit_with_weight(kind, model)
         return
@@ -332,6 +333,28 @@ def test_an_eager_compute_loss_weighs_with_the_schedule_at_the_optimizer_step():
     want = ce(y["logits"], y_pred["logits"]) + step / 10 * mse(y["recon"], y_pred["recon"])
     got = model.compute_loss(x, y, y_pred)
     assert_close(keras.ops.stop_gradient(got), keras.ops.stop_gradient(want), rtol=1e-5)
+
+
+def test_a_variable_weight_reads_its_current_value_eagerly_and_is_refused_in_a_jit_of_ones_own():
+    """Outside the model's steps `compute_loss` weighs with the variable's value at the call; in
+    a `jax.jit` of one's own (not the model's compiled step, which is given the value) it would
+    be a constant of the trace: kx says so, naming the loss."""
+    weight = keras.Variable(1.0, trainable=False)
+    model, _, _ = fit({"mse": weight}, epochs=1)
+    weight.assign(0.25)
+    x, y = arrays()
+    y_pred = model(x)
+    ce, mse = kx_losses()["ce"].loss, kx_losses()["mse"].loss
+    want = ce(y["logits"], y_pred["logits"]) + 0.25 * mse(y["recon"], y_pred["recon"])
+    got = model.compute_loss(x, y, y_pred)
+    assert_close(keras.ops.stop_gradient(got), keras.ops.stop_gradient(want), rtol=1e-5)
+    if BACKEND != "jax":
+        return
+    import jax
+
+    with pytest.raises(ValueError, match=r"loss_weights\['mse'\] \(a keras.Variable\).*inside "
+                       r"the model's `train_step`"):
+        jax.jit(lambda y_pred: model.compute_loss(x, y, y_pred))(y_pred)
 
 
 # -- uncertainty weighting -------------------------------------------------------------------------

@@ -5,11 +5,11 @@ that some backend runs much faster natively than through generic `keras.ops`: co
 invalid values, looking up a table and the range of values, casting, clipping and assigning scalars
 in every step, reading a schedule from a table (torch, and TensorFlow without accelerators), the
 index of the largest score (all three), and compiling a pure function for eager calls (TensorFlow
-and JAX dispatch each eager op separately). Also `step_count`, `follow` / `read_followed` and
-`follow_schedule`: state that the model does not own (the optimizer's iteration count, a variable
-given as a loss weight) as a compiled step sees it (JAX's stateless step sees only the model's and
-the metrics' state where the loss runs), and `weight_readable`: whether a step reading a loss weight
-there reads its current value (not in a JAX trace that maps no state).
+and JAX dispatch each eager op separately). Also what a step weighs a loss with: `step_count`
+and `read_variable` (the optimizer's iteration count, a variable given as a loss weight, as the
+running step sees them: JAX's stateless step sees only the model's state where the loss runs, and
+kx's compiled JAX steps are given the rest), and `CurrentValue`, the metric that logs a weight in
+effect (on JAX it holds no state: the step logs the value it weighed with).
 
 Everything else, `fit(class_weight=...)` included (`kx/_class_weight.py`, folded before the
 outermost `train_step` by `kx/model.py`), is written once; Keras' own steps do the rest (loss
@@ -143,34 +143,43 @@ def compiled(fn):
 
 def step_count(model):
     """The optimizer's iteration count that the running step weighs a schedule with (0 without
-    an optimizer); None where the step reads the schedule's value from its tracker instead
-    (`follow_schedule`: JAX's test steps)."""
+    an optimizer); None where a step cannot read it (JAX: a trace outside kx's steps)."""
     optimizer = getattr(model, "optimizer", None)
     return ops.zeros((), "int32") if optimizer is None else optimizer.iterations
 
 
-def weight_readable(variable, needs_step=False):
-    """Whether a loss weight read from `variable` (with `needs_step`: a schedule, read where its
-    tracker `variable` is) reads what the running step should: here always (steps read
-    variables themselves)."""
-    return True
+def read_variable(variable):
+    """What the running step reads for `variable` (a loss weight's: a variable given as the
+    weight, log-variances, DWA's weights): here `variable` itself; None where a step cannot read
+    its current value (JAX: a trace that neither maps it nor was given it)."""
+    return variable
 
 
-def follow(variable, source):
-    """Makes `variable` (model state: a metric's) follow `source`, a variable the model does not
-    own, for JAX's steps to read (`read_followed`). Here steps read `source` itself: nothing to
-    do."""
+class CurrentValue(keras.metrics.Metric):
+    """Logs the last value it was given (a loss weight in effect), per step and at epoch end.
 
+    Resetting keeps that value: it is still the weight in effect (and a reset that wrote a zero
+    would cost an eager op at every epoch start and evaluation). `variable`: the variable that
+    the weight is, if any (JAX's compiled steps are given its value); `needs_count`: the weight
+    is a schedule of the optimizer's iteration count (JAX's compiled test steps are given it).
+    """
 
-def read_followed(variable, source):
-    """What a step reads for `source`, which `variable` follows: here `source`."""
-    return source
+    def __init__(self, name, variable=None, needs_count=False):
+        super().__init__(name=name, dtype="float32")
+        # Not tracked: the variable is a loss weight's, not this metric's.
+        object.__setattr__(self, "variable", variable)
+        self.needs_count = needs_count
+        # "mean" across replicas: every replica holds the same weight.
+        self.current = self.add_variable((), "zeros", aggregation="mean", name="current")
 
+    def update_state(self, value):
+        assign(self.current, value)  # a float32 scalar, as the variable
 
-def follow_schedule(variable, schedule):
-    """Makes `variable` (a schedule's tracker) hold the value of `schedule` (a function of the
-    iteration count) at the optimizer's count, for JAX's test steps to read (`step_count`).
-    Here steps read the count itself: nothing to do."""
+    def result(self):
+        return snapshot(self.current)
+
+    def reset_state(self):
+        pass
 
 
 def schedule_reader(schedule):
@@ -219,14 +228,12 @@ if _backend == "tensorflow":
     )
 elif _backend == "jax":
     from kx.backend.jax import (  # noqa: F811
+        CurrentValue,
         TrainStep,
         compiled,
         first_argmax,
-        follow,
-        follow_schedule,
-        read_followed,
+        read_variable,
         step_count,
-        weight_readable,
     )
 elif _backend == "torch":
     from kx.backend.torch import (  # noqa: F811
@@ -252,6 +259,7 @@ else:
     )
 
 __all__ = [
+    "CurrentValue",
     "TrainStep",
     "assign",
     "clip",
@@ -265,13 +273,10 @@ __all__ = [
     "distribute_source",
     "first_argmax",
     "float32",
-    "follow",
-    "follow_schedule",
     "lookup",
-    "read_followed",
+    "read_variable",
     "schedule_reader",
     "snapshot",
     "step_count",
     "value_range",
-    "weight_readable",
 ]

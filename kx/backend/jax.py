@@ -1,6 +1,6 @@
 """JAX: kx's compiled train and test steps (their logs packed, their outputs state first), the
-per-step state in `fit`, the loss-weight state around Keras' own stateless steps (the iteration
-count, followers), and two primitives.
+per-step state in `fit`, what loss weights that change read and log around Keras' own stateless
+steps, and two primitives.
 
 Packed logs: Keras' callbacks convert every log of every step to a float (`pythonify_logs`), and for
 a JAX array its `convert_to_numpy` costs about 11 us a log (most of it comparing the array's dtype
@@ -37,19 +37,21 @@ about 12 Python calls per array, 520 of the 640 calls of a digits MLP's step in 
 hold nothing to track, so kx sets it as a plain attribute (not under Flax NNX, whose modules
 watch their attributes).
 
-The iteration count and followers: Keras' stateless step maps the model's and the metrics' variables
-(not the optimizer's) into the scope where the loss runs, so a variable the model does not own is a
+Loss weights that change: Keras' stateless step maps the model's and the metrics' variables (not
+the optimizer's) into the scope where the loss runs, so a variable the model does not own is a
 constant of the traced step there, and the optimizer's iteration count reads as its initial value
-(Keras purges variables while their state is in flight). kx's train step holds the state it receives
-(thread-local) while Keras' step runs, for a schedule to read the count from the optimizer's part
-(`step_count`): no state of its own. `follow` makes a metric's variable (a `<name>_weight`
-tracker's) follow a source variable: kx's train function puts a copy of a source assigned since its
-last call in its follower's place in the state it is given (a callback's change in
-`on_train_batch_begin` takes effect in that batch), and `evaluate` and `test_on_batch` copy every
-source into its follower first. The tracker is then both what the step reads and what it logs (a
-variable of the model's own is in the step's state already: the step reads it there, as Keras' steps
-read any model variable). A test step has no optimizer state: there a schedule's tracker holds its
-value, written by `evaluate` and `test_on_batch` from the optimizer's count (`follow_schedule`).
+(Keras purges variables while their state is in flight). kx's train step holds the state it
+receives (thread-local) while Keras' step runs, for a schedule to read the count from the
+optimizer's part (`step_count`); kx's compiled steps are given the stored array of each variable
+weight the model does not own, and a test step the optimizer's count for a schedule (not
+donated, not part of the state), which `read_variable` returns in the step. A variable of the
+model's own is in the step's state already: the step reads it there, as Keras' steps read any model
+variable, and kx's train function puts an assignment made while `fit` holds the state in its place
+there (`_function`). The `<name>_weight` logs (`CurrentValue`) hold no state either: the step logs
+the value it weighed with, and `result()` outside a step reads the last logs. So nothing of a
+weight's is donated or returned but its log in the packed logs: the compiled train step of a
+variable weight differs from a constant one's by one scalar parameter, a schedule's by the
+schedule's few scalar ops.
 
 Also two primitives: `first_argmax` (XLA's CPU argmax, a variadic reduction, is about 4x slower
 than a max, a compare and a min) and `compiled` (`jax.jit` for eager calls).
@@ -57,7 +59,6 @@ than a max, a compare and a min) and `compiled` (`jax.jit` for eager calls).
 
 import contextlib
 import threading
-import weakref
 
 import jax
 import jax.numpy as jnp
@@ -66,16 +67,10 @@ import numpy as np
 
 from kx import _keras
 
-# id(variable) -> (weak reference to the follower, its source: a variable or a `_Scheduled`)
-_SOURCES = {}
-# .depth: kx train / test steps running (being traced) in this thread; .train_state: the
-# innermost one's state (None in a test step)
+# .depth: kx steps running (being traced) in this thread; .train_state: the innermost train step's
+# state (None elsewhere); .given: {id(variable): value} of the variables a compiled step was given;
+# .logged: {id(metric): value} of the `CurrentValue` metrics updated in the running step
 _STEPS = threading.local()
-
-
-def _register(variable, source):
-    key = id(variable)
-    _SOURCES[key] = (weakref.ref(variable, lambda _: _SOURCES.pop(key, None)), source)
 
 
 class _StateFirst(tuple):
@@ -160,8 +155,9 @@ class _PackedValue:
 
 
 def _compiled_step(model, name, shardings):
-    """Keras' compiled JAX step `name` ("train_step" or "test_step"), its logs packed and its
-    outputs state first (see the module docstring)."""
+    """`(step, given)`: Keras' JAX step `name` ("train_step" or "test_step") compiled, its logs
+    packed and its outputs state first, `step(state, data, values)` given the stored values of
+    the variables `given` (see the module docstring)."""
     if keras.config.is_nnx_enabled():
         method = getattr(type(model), name)
 
@@ -170,9 +166,11 @@ def _compiled_step(model, name, shardings):
     else:
         call = getattr(model, name)
     distributed = keras.distribution.distribution() is not None
+    given = _given_variables(model, name)
 
-    def step(state, data):
-        logs, state = call(state, data)
+    def step(state, data, values=()):
+        with _in_step(None, {id(v): value for v, value in zip(given, values)}):
+            logs, state = call(state, data)
         if distributed:  # Keras gives `out_shardings` for the plain tuple
             return _PackedLogs.pack(logs), state
         return _StateFirst((_PackedLogs.pack(logs), state))
@@ -180,11 +178,26 @@ def _compiled_step(model, name, shardings):
     out_shardings = None
     if distributed:
         out_shardings = (None, shardings(_keras.jax_state_shardings(model)))
-    # keep_unused: a state array the step overwrites without reading it (a schedule's tracker)
-    # keeps its donated buffer; pruned, its new value would need a new one every step.
-    return _keras.jax_step_compiler()(
+    # keep_unused: a state array the step overwrites without reading it keeps its donated
+    # buffer; pruned, its new value would need a new one every step.
+    jitted = _keras.jax_step_compiler()(
         step, donate_argnums=0, keep_unused=True, out_shardings=out_shardings
     )
+    return jitted, given
+
+
+def _given_variables(model, name):
+    """The variables that `model`'s compiled step `name` is given: each variable loss weight
+    that the model does not own (its stateless step does not see it), and in a test step the
+    optimizer's iteration count for a schedule (the train step reads it from its state)."""
+    trackers = [m for m in model.metrics if isinstance(m, CurrentValue)]
+    owned = {id(v) for v in (*model.trainable_variables, *model.non_trainable_variables)}
+    given = {id(t.variable): t.variable for t in trackers
+             if t.variable is not None and id(t.variable) not in owned}  # fmt: skip
+    optimizer = getattr(model, "optimizer", None)
+    if name == "test_step" and optimizer is not None and any(t.needs_count for t in trackers):
+        given[id(optimizer.iterations)] = optimizer.iterations
+    return list(given.values())
 
 
 class TrainStep:
@@ -208,37 +221,38 @@ class TrainStep:
         if self.run_eagerly or not self.jit_compile:
             super().make_train_function(force)
         else:
-            self.train_function = self._make_function(
-                _compiled_step(self, "train_step", lambda shardings: shardings)
-            )
-        self.train_function = _following(self, self.train_function)
+            step, given = _compiled_step(self, "train_step", lambda shardings: shardings)
+            self.train_function = self._make_function(_function(self, step, given, True))
+            return
+        self.train_function = _function(self, self.train_function, (), True)
 
     def make_test_function(self, force=False):
         if self.test_function is not None and not force:
             return
         if self.run_eagerly or not self.jit_compile:
-            return super().make_test_function(force)
-        self.test_function = self._make_function(
-            _compiled_step(self, "test_step", lambda s: (s[0], s[1], s[3]))
-        )
-
-    def evaluate(self, *args, **kwargs):
-        _refresh(self)
-        return super().evaluate(*args, **kwargs)
-
-    def test_on_batch(self, *args, **kwargs):
-        _refresh(self)
-        return super().test_on_batch(*args, **kwargs)
+            super().make_test_function(force)
+        else:
+            step, given = _compiled_step(self, "test_step", lambda s: (s[0], s[1], s[3]))
+            self.test_function = self._make_function(_function(self, step, given, False))
+            return
+        self.test_function = _function(self, self.test_function, (), False)
 
 
 @contextlib.contextmanager
-def _in_step(train_state):
-    outer = _step_depth(), getattr(_STEPS, "train_state", None)
+def _in_step(train_state, given=None):
+    """A kx step running (being traced): its train state (None: a test step, or the compiled
+    step around the model's), the variables it was given, and the `CurrentValue` logs of the
+    outermost one."""
+    outer = (_step_depth(), *(getattr(_STEPS, k, None) for k in ("train_state", "given", "logged")))
     _STEPS.depth, _STEPS.train_state = outer[0] + 1, train_state
+    if given is not None:
+        _STEPS.given = given
+    if outer[3] is None:
+        _STEPS.logged = {}
     try:
         yield
     finally:
-        _STEPS.depth, _STEPS.train_state = outer
+        _STEPS.depth, _STEPS.train_state, _STEPS.given, _STEPS.logged = outer
 
 
 def _step_depth():
@@ -246,120 +260,135 @@ def _step_depth():
 
 
 def step_count(model):
-    """In kx's train step the optimizer's count that it weighs with (from the step's state), in
-    its test step None (a schedule's tracker holds its value: `follow_schedule`); elsewhere (an
-    eager `compute_loss`) the count itself."""
-    if _step_depth():
-        state = _STEPS.train_state
-        return None if state is None else _iteration_count(model, state)
+    """The optimizer's iteration count that the running step weighs with: in kx's train step
+    from its state, in kx's compiled test step as it was given, eagerly the count itself; None
+    in any other trace."""
     optimizer = getattr(model, "optimizer", None)
-    return jnp.zeros((), "int32") if optimizer is None else optimizer.iterations
+    if optimizer is None:
+        return jnp.zeros((), "int32")
+    state = getattr(_STEPS, "train_state", None)
+    if state is not None:
+        return _iteration_count(model, state)
+    return read_variable(optimizer.iterations)
 
 
-def weight_readable(variable, needs_step=False):
-    """Whether a loss weight read from `variable` reads the running step's value: eagerly
-    always; in a trace only where a StatelessScope maps it to the step's state, and for a
-    schedule's tracker (`needs_step`) only inside kx's own steps, which hold the count."""
-    if not _keras.is_in_jax_tracing_scope():
-        return True
-    if needs_step and not _step_depth():
-        return False
-    return _keras.mapped_in_scope(variable)
+def read_variable(variable):
+    """What the running step reads for `variable`: the value a compiled step was given, or the
+    variable itself eagerly or where the step's StatelessScope maps it (the model's own); None
+    in a trace that does neither (there it would read as a constant of the trace)."""
+    given = getattr(_STEPS, "given", None)
+    if given and id(variable) in given:
+        return given[id(variable)]
+    if not _keras.is_in_jax_tracing_scope() or _keras.mapped_in_scope(variable):
+        return variable
+    return None
 
 
-def follow(variable, source):
-    """Makes `variable` (a metric's: model state) equal to `source`, and keeps it so before
-    every step."""
-    variable.assign(_copy(source.value))
-    _register(variable, source)
+class CurrentValue(keras.metrics.Metric):
+    """Logs the last value it was given (a loss weight in effect), per step and at epoch end,
+    without any state: in a kx step `result()` is the value `update_state` got in that step (the
+    step logs what it weighed with), elsewhere the one in the last logs of the model's train or
+    test function (`_function` keeps them in `holder`), or the last one given outside a step (0
+    before any). Resetting keeps it. `variable`, `needs_count`: see `kx.backend.CurrentValue`."""
+
+    def __init__(self, name, variable=None, needs_count=False):
+        super().__init__(name=name, dtype="float32")
+        # Not tracked: the variable is a loss weight's, not this metric's; the logs hold
+        # nothing to track.
+        object.__setattr__(self, "variable", variable)
+        object.__setattr__(self, "holder", _Logs())
+        self.needs_count = needs_count
+        self._given_outside(0.0)
+
+    def _given_outside(self, value):  # a value given outside a step, after the logs held then
+        object.__setattr__(self, "_outside", (self.holder.logs, value))
+
+    def update_state(self, value):
+        logged = getattr(_STEPS, "logged", None)
+        if logged is not None:
+            logged[id(self)] = value
+        elif not _keras.is_in_jax_tracing_scope():
+            self._given_outside(value)
+
+    def result(self):
+        logged = getattr(_STEPS, "logged", None)
+        if logged is not None and id(self) in logged:
+            return logged[id(self)]
+        logs = self.holder.logs
+        before, value = self._outside
+        if logs is not before and isinstance(logs, dict) and self.name in logs:
+            value = logs[self.name]
+        return jnp.asarray(float(value), "float32")
+
+    def reset_state(self):
+        pass
 
 
-def read_followed(variable, source):
-    """The follower `variable`; a variable of the model's own as its step state holds it."""
-    return source if _keras.mapped_in_scope(source) else variable
+class _Logs:
+    """The last logs of a model's train or test function, for its `CurrentValue` metrics."""
 
+    __slots__ = ("logs",)
 
-def follow_schedule(variable, schedule):
-    """Makes `variable` (a schedule's tracker) hold `schedule` at the optimizer's count before
-    `evaluate` and `test_on_batch`, whose steps read it there."""
-    _register(variable, _Scheduled(schedule))
-
-
-class _Scheduled:
-    """A tracker's source: a schedule of the iteration count, compiled for eager calls."""
-
-    def __init__(self, schedule):
-        self.at = compiled(lambda count: jnp.asarray(schedule(count), "float32"))
-
-
-def _registered(variables):
-    """[(index in `variables`, follower, source)] of the followers among `variables`."""
-    found = []
-    for index, variable in enumerate(variables):
-        entry = _SOURCES.get(id(variable))
-        if entry is not None and entry[0]() is variable:
-            found.append((index, variable, entry[1]))
-    return found
+    def __init__(self):
+        self.logs = None
 
 
 def _iteration_count(model, state):
     """The optimizer's iteration count in a train step's `state`."""
-    optimizer = getattr(model, "optimizer", None)
-    if optimizer is None:
-        return jnp.zeros((), "int32")
-    position = next(k for k, v in enumerate(optimizer.variables) if v is optimizer.iterations)
+    position = next(
+        k for k, v in enumerate(model.optimizer.variables) if v is model.optimizer.iterations
+    )
     return state[2][position]
 
 
-def _refresh(model):
-    """Copies each source variable into its follower and writes each schedule's value at the
-    optimizer's count into its tracker (for evaluation: the train step reads the count
-    itself)."""
-    optimizer = getattr(model, "optimizer", None)
-    for _, weight, source in _registered(model.metrics_variables):
-        if not isinstance(source, _Scheduled):
-            weight.assign(_copy(source.value))
-        elif optimizer is not None:
-            weight.assign(source.at(optimizer.iterations.value))
-
-
-def _following(model, function):
-    """`function` (a train function) that first puts a copy of each source variable assigned
-    since its last call in its follower's place in the state it is given: a callback's change
-    takes effect in that very batch (`on_train_batch_begin` runs before), and the state in
-    flight needs no sync. A source of the model's own (read from the state, see
-    `read_followed`) goes to its own place there: Keras would lose an assignment made while
-    `fit` holds the state. A read of the stored value (not `.value`, with Keras' scope checks,
-    3 us) per source and step."""
-    owned = {id(v): j for j, v in enumerate(model.non_trainable_variables)}
-    followers = [
-        (1, owned[id(source)], source.dtype, source) if id(source) in owned
-        else (3, i, weight.dtype, source)
-        for i, weight, source in _registered(model.metrics_variables)
-        if not isinstance(source, _Scheduled)
-    ]  # fmt: skip
-    if not followers:
-        return function
-    seen = [None] * len(followers)
+def _function(model, step, given, owned):
+    """`step(state, data[, values])` (a compiled step given the stored values of the variables
+    `given`, or Keras' eager train or test function) as Keras calls it, `(state, data)`: it keeps
+    the logs of the last call for the model's `CurrentValue` metrics, and (with
+    `owned`, a train step) first puts a copy of each variable loss weight of the model's own
+    (read from the state) assigned since its last call in its place in the state it is given:
+    Keras would lose an assignment made while `fit` holds the state, and a callback's change in
+    `on_train_batch_begin` takes effect in that very batch. One Python call for it all (each
+    costs a small model's step about a percent); per variable and step a read of the stored
+    value (not `.value`, with Keras' scope checks, 3 us). Under a `keras.distribution` a given
+    value is placed whole on every device, once per assignment."""
+    trackers = [m for m in model.metrics if isinstance(m, CurrentValue)]
+    if not trackers and not given:
+        return step
+    holder = trackers[0].holder if trackers else _Logs()
+    for tracker in trackers:  # one for the model's trackers: one assignment a step
+        object.__setattr__(tracker, "holder", holder)
+    positions = {id(v): j for j, v in enumerate(model.non_trainable_variables)}
+    followers = [(positions[id(t.variable)], t.variable) for t in trackers
+                 if owned and t.variable is not None and id(t.variable) in positions]  # fmt: skip
+    owned_seen = [None] * len(followers)
+    sharding = None
+    if given and keras.distribution.distribution() is not None:
+        sharding = _keras.jax_replicated_sharding()
+    seen, values = [None] * len(given), [None] * len(given)
 
     def call(state, data):
-        for k, (group, i, dtype, source) in enumerate(followers):
-            value = _keras.stored_value(source)  # None: a model variable whose state is in flight
-            if value is not None and value is not seen[k]:
-                seen[k] = value
+        for k, (i, variable) in enumerate(followers):
+            value = _keras.stored_value(variable)  # None: its state is in flight
+            if value is not None and value is not owned_seen[k]:
+                owned_seen[k] = value
                 state = list(state)
-                state[group] = list(state[group])
-                state[group][i] = _copy(value, dtype)
+                state[1] = list(state[1])
+                state[1][i] = jnp.array(value, copy=True)  # the step donates the state
                 state = tuple(state)
-        return function(state, data)
+        if given:
+            for k, variable in enumerate(given):
+                value = _keras.stored_value(variable)
+                if value is not seen[k] and value is not None:
+                    seen[k] = value
+                    values[k] = value if sharding is None else jax.device_put(value, sharding)
+            logs, state = step(state, data, values)
+        else:
+            logs, state = step(state, data)
+        holder.logs = logs
+        return logs, state
 
     return call
-
-
-def _copy(value, dtype=None):
-    """A new buffer (of `dtype`, if given): the train function donates the state's buffers, and
-    the source keeps its own."""
-    return jnp.array(value, dtype=dtype, copy=True)
 
 
 def first_argmax(x):
