@@ -26,6 +26,7 @@ from kx.backend import (
     float32,
     read_variable,
     schedule_reader,
+    snapshot,
     step_count,
 )
 
@@ -276,7 +277,10 @@ class _LossWeightsState:
             raise ValueError(_unreadable(key, weight))
         factor = float32(factor)
         if not isinstance(weight, UncertaintyWeight):
-            self.trackers[key].update_state(factor)
+            # Read from a variable, the weight may be its storage (torch), which the next
+            # assignment overwrites in place: the log keeps a copy.
+            read = isinstance(weight, (_Variable, _DynamicWeightAverage))
+            self.trackers[key].update_state(snapshot(factor) if read else factor)
             return factor * value
         self.trackers[key].update_state(ops.stop_gradient(factor))  # the one kind with gradients
         s = ops.cast(self.log_variances[key], "float32")

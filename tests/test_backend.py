@@ -1,6 +1,6 @@
 """kx.backend's scalar primitives for loss weights, the same on every backend (torch has native
-versions of them): cast, clip, assign, snapshot; and how JAX's compiled steps use their state
-buffers."""
+versions of them): cast, clip, snapshot; `CurrentValue`, the `<name>_weight` log; and how JAX's
+compiled steps use their state buffers."""
 
 import re
 
@@ -10,7 +10,8 @@ import pytest
 from conftest import BACKEND, assert_close
 
 import kx
-from kx.backend import assign, clip, float32, snapshot
+from kx.backend import CurrentValue, clip, float32, snapshot
+from kx.backend._current_value import step_logs
 
 
 def test_float32_casts_numbers_tensors_and_variables():
@@ -28,33 +29,36 @@ def test_clip_bounds_both_sides():
     assert_close(clip(x, 0.0, 1.0), [0.0, 0.25, 1.0], rtol=0, atol=0)
 
 
-def test_assign_writes_the_variable_and_nothing_else():
-    variable = keras.Variable(0.0, dtype="float32", trainable=False)
-    value = keras.ops.convert_to_tensor(0.75)
-    assign(variable, value)
-    assert_close(variable, 0.75, rtol=0, atol=0)
-    assign(variable, keras.ops.convert_to_tensor(2.0))
-    assert_close(value, 0.75, rtol=0, atol=0)  # a copy: the source is not aliased
-    assert_close(variable, 2.0, rtol=0, atol=0)
-
-
-def test_assign_inside_a_stateless_scope_is_recorded_not_applied():
-    """Keras' stateless steps (JAX's trainer, `stateless_call`) collect assignments in a scope."""
-    variable = keras.Variable(1.0, dtype="float32", trainable=False)
-    with keras.StatelessScope() as scope:
-        assign(variable, keras.ops.convert_to_tensor(5.0))
-    assert_close(variable, 1.0, rtol=0, atol=0)
-    assert_close(scope.get_current_value(variable), 5.0, rtol=0, atol=0)
-
-
-def test_a_snapshot_keeps_its_value_when_the_variable_changes():
-    """A `<name>_weight` log is a snapshot: the next step's assignment must not change it (on
-    torch, Keras' own conversion of a variable returns its storage)."""
+def test_a_snapshot_of_a_variable_read_keeps_its_value_when_the_variable_changes():
+    """A `<name>_weight` log of a variable weight is a snapshot: the next step's assignment must
+    not change it (on torch a variable's value is its storage, assigned in place)."""
     variable = keras.Variable(0.5, dtype="float32", trainable=False)
-    logged = snapshot(variable)
-    assign(variable, keras.ops.convert_to_tensor(3.0))
+    logged = snapshot(float32(variable))
+    variable.assign(3.0)
     variable.assign(4.0)
     assert_close(logged, 0.5, rtol=0, atol=0)
+
+
+def test_a_current_value_logs_its_step_value_in_the_step_and_the_last_logs_outside():
+    """In a kx step `result()` is what the step gave it (a traced value stays in its trace);
+    outside, the value in the last logs of the model's train or test function, or one given
+    outside a step after those."""
+    metric = CurrentValue("w_weight")
+    assert_close(metric.result(), 0.0, rtol=0, atol=0)
+    metric.update_state(keras.ops.convert_to_tensor(0.75))
+    assert_close(metric.result(), 0.75, rtol=0, atol=0)
+    with step_logs():
+        value = keras.ops.convert_to_tensor(0.5)
+        metric.update_state(value)
+        assert metric.result() is value
+    assert_close(metric.result(), 0.75, rtol=0, atol=0)
+    metric.holder.logs = {"loss": 1.0, "w_weight": keras.ops.convert_to_tensor([0.25])}
+    assert_close(metric.result(), 0.25, rtol=0, atol=0)  # a length-1 axis (multi-worker logs)
+    metric.update_state(keras.ops.convert_to_tensor(2.0))
+    assert_close(metric.result(), 2.0, rtol=0, atol=0)
+    metric.reset_state()  # the weight in effect stays
+    assert_close(metric.result(), 2.0, rtol=0, atol=0)
+    assert metric.variables == []
 
 
 def _aliases(step, state, *args):

@@ -2,14 +2,15 @@
 multi-worker ones and train functions without Keras' per-step Optional; JAX's packed logs, output
 order, per-step state in `fit` and the loss-weight state around Keras' steps), and a few primitives
 that some backend runs much faster natively than through generic `keras.ops`: counting ids and
-invalid values, looking up a table and the range of values, casting, clipping and assigning scalars
-in every step, reading a schedule from a table (torch, and TensorFlow without accelerators), the
+invalid values, looking up a table and the range of values, casting and clipping scalars in every
+step, reading a schedule from a table (torch, and TensorFlow without accelerators), the
 index of the largest score (all three), and compiling a pure function for eager calls (TensorFlow
 and JAX dispatch each eager op separately). Also what a step weighs a loss with: `step_count`
 and `read_variable` (the optimizer's iteration count, a variable given as a loss weight, as the
 running step sees them: JAX's stateless step sees only the model's state where the loss runs, and
-kx's compiled JAX steps are given the rest), and `CurrentValue`, the metric that logs a weight in
-effect (on JAX it holds no state: the step logs the value it weighed with).
+kx's compiled JAX steps are given the rest), and `CurrentValue` (`_current_value.py`, the same on
+every backend), the metric that logs a weight in effect: it holds no state, each step logs the
+value it weighed with, and every backend's `TrainStep` keeps the last logs for it.
 
 Everything else, `fit(class_weight=...)` included (`kx/_class_weight.py`, folded before the
 outermost `train_step` by `kx/model.py`), is written once; Keras' own steps do the rest (loss
@@ -122,15 +123,11 @@ def clip(x, low, high):
     return ops.clip(x, low, high)
 
 
-def assign(variable, value):
-    """`variable.assign(value)`, for a tensor `value` of the variable's dtype and shape."""
-    variable.assign(value)
-
-
-def snapshot(variable):
-    """The current value of `variable` as a tensor that later assignments leave alone (a log
-    of it may be read after the next step). JAX arrays are immutable: the value itself."""
-    return ops.convert_to_tensor(variable)
+def snapshot(x):
+    """`x` (a tensor, maybe read from a variable) as a tensor that a later assignment to the
+    variable leaves alone (a `<name>_weight` log may be read after the next step's callbacks
+    assigned the weight): here `x` itself, as tensors are immutable."""
+    return x
 
 
 def compiled(fn):
@@ -153,33 +150,6 @@ def read_variable(variable):
     weight, log-variances, DWA's weights): here `variable` itself; None where a step cannot read
     its current value (JAX: a trace that neither maps it nor was given it)."""
     return variable
-
-
-class CurrentValue(keras.metrics.Metric):
-    """Logs the last value it was given (a loss weight in effect), per step and at epoch end.
-
-    Resetting keeps that value: it is still the weight in effect (and a reset that wrote a zero
-    would cost an eager op at every epoch start and evaluation). `variable`: the variable that
-    the weight is, if any (JAX's compiled steps are given its value); `needs_count`: the weight
-    is a schedule of the optimizer's iteration count (JAX's compiled test steps are given it).
-    """
-
-    def __init__(self, name, variable=None, needs_count=False):
-        super().__init__(name=name, dtype="float32")
-        # Not tracked: the variable is a loss weight's, not this metric's.
-        object.__setattr__(self, "variable", variable)
-        self.needs_count = needs_count
-        # "mean" across replicas: every replica holds the same weight.
-        self.current = self.add_variable((), "zeros", aggregation="mean", name="current")
-
-    def update_state(self, value):
-        assign(self.current, value)  # a float32 scalar, as the variable
-
-    def result(self):
-        return snapshot(self.current)
-
-    def reset_state(self):
-        pass
 
 
 def schedule_reader(schedule):
@@ -216,6 +186,8 @@ def distribute_source(model, data):
     return data
 
 
+from kx.backend._current_value import CurrentValue  # noqa: E402 (every backend's)
+
 _backend = keras.backend.backend()
 if _backend == "tensorflow":
     from kx.backend.tensorflow import (  # noqa: F811
@@ -228,7 +200,6 @@ if _backend == "tensorflow":
     )
 elif _backend == "jax":
     from kx.backend.jax import (  # noqa: F811
-        CurrentValue,
         TrainStep,
         compiled,
         first_argmax,
@@ -238,7 +209,6 @@ elif _backend == "jax":
 elif _backend == "torch":
     from kx.backend.torch import (  # noqa: F811
         TrainStep,
-        assign,
         clip,
         concrete_value,
         count_ids,
@@ -261,7 +231,6 @@ else:
 __all__ = [
     "CurrentValue",
     "TrainStep",
-    "assign",
     "clip",
     "compiled",
     "concrete_value",

@@ -47,9 +47,8 @@ weight the model does not own, and a test step the optimizer's count for a sched
 donated, not part of the state), which `read_variable` returns in the step. A variable of the
 model's own is in the step's state already: the step reads it there, as Keras' steps read any model
 variable, and kx's train function puts an assignment made while `fit` holds the state in its place
-there (`_function`). The `<name>_weight` logs (`CurrentValue`) hold no state either: the step logs
-the value it weighed with, and `result()` outside a step reads the last logs. So nothing of a
-weight's is donated or returned but its log in the packed logs: the compiled train step of a
+there (`_function`). The `<name>_weight` logs (`CurrentValue`) hold no state either. So nothing
+of a weight's is donated or returned but its log in the packed logs: the compiled train step of a
 variable weight differs from a constant one's by one scalar parameter, a schedule's by the
 schedule's few scalar ops.
 
@@ -66,10 +65,10 @@ import keras
 import numpy as np
 
 from kx import _keras
+from kx.backend._current_value import CurrentValue, logs_holder, marked, step_logs
 
 # .depth: kx steps running (being traced) in this thread; .train_state: the innermost train step's
-# state (None elsewhere); .given: {id(variable): value} of the variables a compiled step was given;
-# .logged: {id(metric): value} of the `CurrentValue` metrics updated in the running step
+# state (None elsewhere); .given: {id(variable): value} of the variables a compiled step was given
 _STEPS = threading.local()
 
 
@@ -224,7 +223,7 @@ class TrainStep:
             step, given = _compiled_step(self, "train_step", lambda shardings: shardings)
             self.train_function = self._make_function(_function(self, step, given, True))
             return
-        self.train_function = _function(self, self.train_function, (), True)
+        self.train_function = _function(self, marked(self.train_function), (), True)
 
     def make_test_function(self, force=False):
         if self.test_function is not None and not force:
@@ -235,24 +234,22 @@ class TrainStep:
             step, given = _compiled_step(self, "test_step", lambda s: (s[0], s[1], s[3]))
             self.test_function = self._make_function(_function(self, step, given, False))
             return
-        self.test_function = _function(self, self.test_function, (), False)
+        self.test_function = _function(self, marked(self.test_function), (), False)
 
 
 @contextlib.contextmanager
 def _in_step(train_state, given=None):
     """A kx step running (being traced): its train state (None: a test step, or the compiled
-    step around the model's), the variables it was given, and the `CurrentValue` logs of the
-    outermost one."""
-    outer = (_step_depth(), *(getattr(_STEPS, k, None) for k in ("train_state", "given", "logged")))
+    step around the model's) and the variables it was given."""
+    outer = (_step_depth(), getattr(_STEPS, "train_state", None), getattr(_STEPS, "given", None))
     _STEPS.depth, _STEPS.train_state = outer[0] + 1, train_state
     if given is not None:
         _STEPS.given = given
-    if outer[3] is None:
-        _STEPS.logged = {}
     try:
-        yield
+        with step_logs():
+            yield
     finally:
-        _STEPS.depth, _STEPS.train_state, _STEPS.given, _STEPS.logged = outer
+        _STEPS.depth, _STEPS.train_state, _STEPS.given = outer
 
 
 def _step_depth():
@@ -284,55 +281,6 @@ def read_variable(variable):
     return None
 
 
-class CurrentValue(keras.metrics.Metric):
-    """Logs the last value it was given (a loss weight in effect), per step and at epoch end,
-    without any state: in a kx step `result()` is the value `update_state` got in that step (the
-    step logs what it weighed with), elsewhere the one in the last logs of the model's train or
-    test function (`_function` keeps them in `holder`), or the last one given outside a step (0
-    before any). Resetting keeps it. `variable`, `needs_count`: see `kx.backend.CurrentValue`."""
-
-    def __init__(self, name, variable=None, needs_count=False):
-        super().__init__(name=name, dtype="float32")
-        # Not tracked: the variable is a loss weight's, not this metric's; the logs hold
-        # nothing to track.
-        object.__setattr__(self, "variable", variable)
-        object.__setattr__(self, "holder", _Logs())
-        self.needs_count = needs_count
-        self._given_outside(0.0)
-
-    def _given_outside(self, value):  # a value given outside a step, after the logs held then
-        object.__setattr__(self, "_outside", (self.holder.logs, value))
-
-    def update_state(self, value):
-        logged = getattr(_STEPS, "logged", None)
-        if logged is not None:
-            logged[id(self)] = value
-        elif not _keras.is_in_jax_tracing_scope():
-            self._given_outside(value)
-
-    def result(self):
-        logged = getattr(_STEPS, "logged", None)
-        if logged is not None and id(self) in logged:
-            return logged[id(self)]
-        logs = self.holder.logs
-        before, value = self._outside
-        if logs is not before and isinstance(logs, dict) and self.name in logs:
-            value = logs[self.name]
-        return jnp.asarray(float(value), "float32")
-
-    def reset_state(self):
-        pass
-
-
-class _Logs:
-    """The last logs of a model's train or test function, for its `CurrentValue` metrics."""
-
-    __slots__ = ("logs",)
-
-    def __init__(self):
-        self.logs = None
-
-
 def _iteration_count(model, state):
     """The optimizer's iteration count in a train step's `state`."""
     position = next(
@@ -355,9 +303,7 @@ def _function(model, step, given, owned):
     trackers = [m for m in model.metrics if isinstance(m, CurrentValue)]
     if not trackers and not given:
         return step
-    holder = trackers[0].holder if trackers else _Logs()
-    for tracker in trackers:  # one for the model's trackers: one assignment a step
-        object.__setattr__(tracker, "holder", holder)
+    holder = logs_holder(model)  # a given variable is a tracker's: there are trackers
     positions = {id(v): j for j, v in enumerate(model.non_trainable_variables)}
     followers = [(positions[id(t.variable)], t.variable) for t in trackers
                  if owned and t.variable is not None and id(t.variable) in positions]  # fmt: skip

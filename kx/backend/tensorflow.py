@@ -19,11 +19,14 @@ dataset in which each worker computes only its part of every global batch (`dist
 Keras would otherwise turn it into a `tf.data` pipeline that every worker computes whole before
 `tf.distribute` keeps each worker's part.
 
+The train and test functions run their steps `marked` (in each replica's thread) and keep their
+last logs, for `CurrentValue`.
+
 Four primitives: `schedule_reader` reads a kx schedule from a table of its values (without
 accelerators); `compiled` runs a pure function as a `tf.function` when called eagerly (one
 graph call instead of one dispatch per op), and inline when already inside a graph;
 `first_argmax` is TensorFlow's own argmax (Keras' adds a flush-to-zero fix: about 20 ops, 4x
-the time inside a compiled step); `snapshot` reads a variable into a tensor of its own.
+the time inside a compiled step); `snapshot` gives a read of a variable a tensor of its own.
 """
 
 import itertools
@@ -33,18 +36,20 @@ import tensorflow as tf
 from keras import tree
 
 from kx import _keras
+from kx.backend._current_value import marked, recording
+
+
+def snapshot(x):
+    """A tensor of `x`'s value that later assignments leave alone: eagerly, Keras' conversion of
+    a variable returns the `tf.Variable` itself; in a graph the identity of a read costs
+    nothing."""
+    return tf.identity(x)
 
 
 def first_argmax(x):
     """int32 index of the largest entry along the last axis (the first one on ties, on CPU;
     TensorFlow does not promise which one elsewhere)."""
     return tf.argmax(x, axis=-1, output_type=tf.int32)
-
-
-def snapshot(variable):
-    """A read of the variable that later assignments leave alone: eagerly, Keras' conversion
-    returns the `tf.Variable` itself; in a graph the identity of a read costs nothing."""
-    return tf.identity(variable.value)
 
 
 def schedule_reader(schedule):
@@ -111,10 +116,11 @@ class TrainStep:
         reduction and the end of data (the iterator's `OutOfRangeError`, which Keras' epoch
         iterator turns into `StopIteration`; Keras' one-step function raises it too) are as
         Keras'. Several steps per call (a `tf.while_loop` that needs the Optional) and
-        `run_eagerly` are left to Keras.
+        `run_eagerly` are left to Keras. Either keeps its last logs for `CurrentValue`.
         """
+        step_function = marked(step_function)  # in each replica's thread
         if self.steps_per_execution != 1 or self.run_eagerly:
-            return super()._make_function(step_function)
+            return recording(self, super()._make_function(step_function))
         strategy = self.distribute_strategy
 
         def one_step(data):
@@ -140,7 +146,7 @@ class TrainStep:
                 return one_step_on_data(data)
             raise StopIteration
 
-        return function
+        return recording(self, function)
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         strategy = _keras.distribute_strategy(self)

@@ -1,17 +1,33 @@
-"""torch: Keras' own steps need no change. The counting, lookup, value-range and argmax
-primitives, the counts of invalid values, and the scalar cast, clip and assign of loss weights
-and schedules in native torch (each `keras.ops` call costs 5-50 microseconds of dispatch on eager
-torch, and these run on every step); kx's schedules read from a table of their values."""
+"""torch: Keras' own steps need no change but the logs kept for `CurrentValue`. The counting,
+lookup, value-range and argmax primitives, the counts of invalid values, and the scalar cast and
+clip of loss weights and schedules in native torch (each `keras.ops` call costs 5-50 microseconds
+of dispatch on eager torch, and these run on every step); kx's schedules read from a table of
+their values."""
 
 import keras
 import torch
 from keras import ops
 
-from kx import _keras
+from kx.backend._current_value import marked, recording
 
 
 class TrainStep:
-    """No torch-specific trainer code."""
+    """The train and test functions run their steps `marked` and keep their last logs, for
+    `CurrentValue`."""
+
+    def make_train_function(self, force=False):
+        if self.train_function is not None and not force:
+            return self.train_function
+        super().make_train_function(force)
+        self.train_function = recording(self, marked(self.train_function))
+        return self.train_function
+
+    def make_test_function(self, force=False):
+        if self.test_function is not None and not force:
+            return self.test_function
+        super().make_test_function(force)
+        self.test_function = recording(self, marked(self.test_function))
+        return self.test_function
 
 
 def count_ids(ids, num_ids, weights=None):
@@ -97,34 +113,15 @@ def float32(x):
     return _generic_float32(x)
 
 
+def snapshot(x):
+    """A copy of `x`: a variable's value here is its storage itself, which the next assignment
+    overwrites in place."""
+    return x.detach().clone()
+
+
 def clip(x, low, high):
     """`torch.clamp`: Keras' `clip` turns its bounds into tensors on every call."""
     return torch.clamp(x, low, high)
-
-
-def assign(variable, value):
-    """One native copy into the variable's storage where Keras' `assign` would convert and
-    check `value` first; Keras' `assign` in a stateless scope or for any other value (one
-    that needs gradients among them: the copy is not recorded by autograd)."""
-    target = variable.value  # the storage itself (a Parameter) unless autocast made a copy
-    if (
-        isinstance(value, torch.Tensor)
-        and not value.requires_grad
-        and isinstance(target, torch.nn.Parameter)
-        and value.dtype == target.dtype
-        and value.shape == target.shape
-        and not _keras.in_stateless_scope()
-    ):
-        target.copy_(value)
-    else:
-        variable.assign(value)
-
-
-def snapshot(variable):
-    """A copy of the variable's value: Keras' torch `convert_to_tensor` returns the storage
-    itself, which the next step's `assign` overwrites in place while an asynchronous callback
-    may still be reading the log."""
-    return variable.value.detach().clone()
 
 
 def schedule_reader(schedule):
