@@ -19,7 +19,9 @@ that logs one more scalar each step (`LoggedConstant`: what a non-constant weigh
 `<name>_weight` log adds, without the weight), the five fits taking turns; ratios against the
 constant, and the variable's and the schedule's also against the logging constant (the weight's
 own cost). `--suite loss_weights_steps`: the same models' training steps alone, called in turn
-on each batch (`step_times`).
+on each batch (`step_times`). Both build each weight's model `--instances` times (3) and average
+each turn over them: two identical models differed by up to 5% over a whole run on this CPU
+(where their state and compiled code happen to lie), as much as one model per weight could tell.
 
     python benchmarks/fit_overhead.py                  # all backends
     python benchmarks/fit_overhead.py --backend jax    # one backend
@@ -137,7 +139,11 @@ def step_times(models, x, y, epochs, batch_size, block=1):
     its result is ready. No data pipeline, callbacks or logs conversion, nor (JAX) fit's own
     handling of the state between steps: the ratio of two models is what their steps differ by.
     With `block` > 1 each model's turn is `block` consecutive steps (on the same batch), timed
-    together: its state stays in the caches, as in a fit. Returns {name: [seconds per turn]}."""
+    together: its state stays in the caches, as in a fit. JAX: each round starts every model
+    from copies of its state taken after the first fit (new buffers: a step updates its donated
+    state in place, and where a model's buffers happen to lie moved its steps' time by up to 5%
+    for the whole run on this CPU; new ones each round average that out). Returns
+    {name: [seconds per turn]}."""
     import time
 
     import keras
@@ -158,7 +164,12 @@ def step_times(models, x, y, epochs, batch_size, block=1):
                       m.metrics_variables)  # fmt: skip
             return tuple([jnp.array(v.value, copy=True) for v in group] for group in groups)
 
-        states = {k: state_of(m) for k, m in models.items()}
+        templates = {k: state_of(m) for k, m in models.items()}  # never given to a step
+        states = {}
+
+        def new_round():  # the same values in new buffers: see the docstring
+            for k, template in templates.items():
+                states[k] = jax.tree_util.tree_map(lambda a: jnp.array(a, copy=True), template)
 
         def step(k, batch):
             logs, states[k] = models[k].train_function(states[k], iter([(*batch, None)]))
@@ -171,13 +182,19 @@ def step_times(models, x, y, epochs, batch_size, block=1):
 
         def step(k, batch):  # eager torch: the step itself
             models[k].train_function([batch])
+    if backend != "jax":
 
+        def new_round():  # variables are updated in place
+            pass
+
+    new_round()
     for k in names:  # on JAX the first call on these state arrays compiles the step again
         for _ in range(3):
             step(k, batches[0])
     times = {k: [] for k in names}
     for n, batch in enumerate((batches * epochs)[::block]):
         r = n % len(names)
+        new_round()
         for k in names[r:] + names[:r]:
             start = time.perf_counter()
             for _ in range(block):
@@ -199,7 +216,7 @@ def ratio_row(steps, times, reference, other):
             "q1": float(q1), "q3": float(q3)}
 
 
-def measure(backend, epochs, turn, samples, batch_size, suite="fit", block=1):
+def measure(backend, epochs, turn, samples, batch_size, suite="fit", block=1, instances=1):
     os.environ["KERAS_BACKEND"] = backend
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import keras
@@ -228,19 +245,15 @@ def measure(backend, epochs, turn, samples, batch_size, suite="fit", block=1):
         h = keras.layers.GlobalAveragePooling2D()(h)
         return cls(inputs, keras.layers.Dense(10, name="logits")(h))
 
-    class LoggedConstant(keras.metrics.Metric):
-        """One more scalar logged each step: a scalar variable assigned by the step and logged,
-        as kx's `<name>_weight` tracker of a non-constant weight, without any weight."""
+    class LoggedConstant(kx.backend.CurrentValue):
+        """One more scalar logged each step, as kx's `<name>_weight` log of a non-constant
+        weight (the same metric), without any weight."""
 
         def __init__(self):
-            super().__init__(name="logged", dtype="float32")
-            self.value = self.add_variable((), "zeros", name="value")
+            super().__init__("logged")
 
         def update_state(self, y_true, y_pred, sample_weight=None):
-            kx.backend.assign(self.value, keras.ops.convert_to_tensor(0.5, "float32"))
-
-        def result(self):
-            return kx.backend.snapshot(self.value)
+            super().update_state(keras.ops.convert_to_tensor(0.5, "float32"))
 
     def compiled(build, use_kx, policy="float32", loss_weight=None, log=False,
                  **compile_kwargs):
@@ -269,18 +282,19 @@ def measure(backend, epochs, turn, samples, batch_size, suite="fit", block=1):
     if suite in ("loss_weights", "loss_weights_steps"):
         for name, build in (("mlp", mlp), ("cnn", cnn)):
             weights = {
-                "constant": 0.5,
-                "constant A/A": 0.5,  # a second, identical model: the method's own spread
-                "variable": keras.Variable(0.5, trainable=False),
-                "schedule": kx.schedules.LinearWarmup(10**6, start_value=0.5),
-                "constant + log": 0.5,
+                "constant": lambda: 0.5,
+                "constant A/A": lambda: 0.5,  # another identical model: the method's own spread
+                "variable": lambda: keras.Variable(0.5, trainable=False),
+                "schedule": lambda: kx.schedules.LinearWarmup(10**6, start_value=0.5),
+                "constant + log": lambda: 0.5,
             }
-            models = {k: compiled(build, True, loss_weight=w, log=k == "constant + log")
-                      for k, w in weights.items()}
+            models = {(k, i): compiled(build, True, loss_weight=w(), log=k == "constant + log")
+                      for i in range(instances) for k, w in weights.items()}
             if suite == "loss_weights":
                 times = interleaved_times(models, x, y, epochs, turn, fit_kwargs)
             else:
                 times = step_times(models, x, y, epochs, batch_size, block)
+            times = {k: np.mean([times[k, i] for i in range(instances)], axis=0) for k in weights}
             for reference, variant in (
                 ("constant", "constant A/A"), ("constant", "variable"), ("constant", "schedule"),
                 ("constant", "constant + log"), ("constant + log", "variable"),
@@ -320,11 +334,13 @@ def main():
                         default="fit")
     parser.add_argument("--block", type=int, default=1,
                         help="loss_weights_steps: consecutive steps per model's turn")
+    parser.add_argument("--instances", type=int, default=3,
+                        help="loss weights: models built per weight, their turns averaged")
     parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.backend and args.json:
         rows = measure(args.backend, args.epochs, args.turn, args.samples, args.batch_size,
-                       args.suite, args.block)
+                       args.suite, args.block, args.instances)
         print("ROWS " + json.dumps(rows))
         return
     rows = []
@@ -332,18 +348,22 @@ def main():
         cmd = [sys.executable, __file__, "--backend", backend, "--json",
                "--epochs", str(args.epochs), "--turn", str(args.turn),
                "--samples", str(args.samples), "--batch-size", str(args.batch_size),
-               "--suite", args.suite, "--block", str(args.block)]
+               "--suite", args.suite, "--block", str(args.block),
+               "--instances", str(args.instances)]
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
         rows += json.loads(next(ln for ln in out.splitlines() if ln.startswith("ROWS "))[5:])
     if args.suite == "loss_weights_steps":
         print(f"steps/s over {args.epochs} epochs of {args.samples} samples, batch "
               f"{args.batch_size}, steps alone (each model's train_function in turns of "
-              f"{args.block} step(s) on the same batch); ratio: of the totals; median "
-              "[quartiles]: of the turns' ratios")
+              f"{args.block} step(s) on the same batch), {args.instances} model(s) per weight, "
+              "each turn averaged over them; ratio: of the totals; median [quartiles]: of the "
+              "turns' ratios")
     else:
+        per_weight = (f" ({args.instances} model(s) per weight, each turn averaged over them)"
+                      if args.suite == "loss_weights" else "")
         print(f"steps/s over {args.epochs} epochs of {args.samples} samples, batch "
-              f"{args.batch_size}, fits taking turns of {args.turn} steps; ratio: of the "
-              "totals; median [quartiles]: of the turns' ratios")
+              f"{args.batch_size}, fits taking turns of {args.turn} steps{per_weight}; ratio: "
+              "of the totals; median [quartiles]: of the turns' ratios")
     header = ("backend", "model", "variant", "keras", "kx", "kx/keras", "median", "quartiles")
     if args.suite != "fit":
         header = ("backend", "model", "weight", "reference", "weight", "ratio", "median",
