@@ -22,6 +22,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from kx.backend._current_value import CurrentValue  # the same on every backend
+
 
 def count_ids(ids, num_ids, weights=None):
     """Per-id counts (sums of `weights` when given) of flat int ids; ids outside
@@ -185,8 +187,6 @@ def distribute_source(model, data):
     a `kx.DataGenerator` sharded over the workers of a multi-worker strategy)."""
     return data
 
-
-from kx.backend._current_value import CurrentValue  # noqa: E402 (every backend's)
 
 _backend = keras.backend.backend()
 if _backend == "tensorflow":

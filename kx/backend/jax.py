@@ -296,10 +296,10 @@ def _function(model, step, given, owned):
     `owned`, a train step) first puts a copy of each variable loss weight of the model's own
     (read from the state) assigned since its last call in its place in the state it is given:
     Keras would lose an assignment made while `fit` holds the state, and a callback's change in
-    `on_train_batch_begin` takes effect in that very batch. One Python call for it all (each
-    costs a small model's step about a percent); per variable and step a read of the stored
-    value (not `.value`, with Keras' scope checks, 3 us). Under a `keras.distribution` a given
-    value is placed whole on every device, once per assignment."""
+    `on_train_batch_begin` takes effect in that very batch. One Python call for it all; per
+    variable and step a read of the stored value (not `.value`, with Keras' scope checks, 3 us).
+    Under a `keras.distribution` a given value is placed whole on every device, once per
+    assignment."""
     trackers = [m for m in model.metrics if isinstance(m, CurrentValue)]
     if not trackers and not given:
         return step
