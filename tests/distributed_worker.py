@@ -42,12 +42,12 @@ def layers():
 def build(l1_weight=0.3):
     """LossDefinition, ExtendedLoss, add_loss, a regularizer, loss weights and a metric:
     everything whose scaling distribution can get wrong. `l1_weight="schedule"`: a warm-up over
-    the first 6 of the 8 steps instead of 0.3."""
+    the first 6 of the 8 steps instead of 0.3; a `keras.Variable`: the variable."""
     import keras
 
     import kx
 
-    if l1_weight == "schedule":
+    if isinstance(l1_weight, str) and l1_weight == "schedule":
         l1_weight = kx.schedules.LinearWarmup(6, value=0.6, start_value=0.1)
     model = kx.CustomModel(*layers())
     model.compile(
@@ -84,12 +84,27 @@ def l1_recon(inputs_targets, outputs):
     return keras.ops.mean(keras.ops.abs(outputs["recon"] - inputs_targets["recon"]), axis=-1)
 
 
-def train(model, x=None, y=None):
+def train(model, x=None, y=None, callbacks=None):
     if x is None:
         x, y = data()
     h = model.fit(x, y, batch_size=BATCH, shuffle=False, epochs=EPOCHS, verbose=0,
-                  class_weight={"logits": {0: 2.0, 2: 0.5}})
+                  class_weight={"logits": {0: 2.0, 2: 0.5}}, callbacks=callbacks)
     return h.history, model.get_weights()
+
+
+def train_annealed():
+    """build() with a `keras.Variable` l1 weight that a callback sets to 0.1 * (batch + 1)
+    before each batch. The variable is created where the caller is (outside any
+    distribution's scope: on one device)."""
+    import keras
+
+    weight = keras.Variable(0.1, trainable=False)
+
+    class Anneal(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            weight.assign(0.1 * (batch + 1))
+
+    return weight, lambda model: train(model, callbacks=[Anneal()])
 
 
 def generator(loaded=None):
@@ -150,6 +165,12 @@ def main():
         with strategy.scope():
             model = build("schedule")
         arrays.update(save(out, *train(model), prefix="sched_"))
+        weight, run = train_annealed()
+        arrays.update(save(out, *run(build(weight)), prefix="var_ref_"))
+        weight, run = train_annealed()  # outside the strategy's scope, read by both replicas
+        with strategy.scope():
+            model = build(weight)
+        arrays.update(save(out, *run(model), prefix="var_"))
         # A global batch of 15 splits 8/7 over two replicas, and each replica averages its own
         # loss: kx refuses it with a clear error (stock Keras fails on it too, less clearly).
         x, y = data()
@@ -181,9 +202,13 @@ def main():
         assert len(jax.devices()) == 2
         arrays.update(save(out, *train(build()), prefix="ref_"))
         arrays.update(save(out, *train(build("schedule")), prefix="sched_ref_"))
+        weight, run = train_annealed()
+        arrays.update(save(out, *run(build(weight)), prefix="var_ref_"))
+        weight, run = train_annealed()  # on one device, given to a step on two
         keras.distribution.set_distribution(keras.distribution.DataParallel(devices=jax.devices()))
         arrays.update(save(out, *train(build())))
         arrays.update(save(out, *train(build("schedule")), prefix="sched_"))
+        arrays.update(save(out, *run(build(weight)), prefix="var_"))
     elif mode == "multi_worker":
         os.environ["KERAS_BACKEND"] = "tensorflow"
         import tensorflow as tf

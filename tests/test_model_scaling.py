@@ -211,6 +211,26 @@ def test_jax_data_parallel_scheduled_loss_weight_equals_single_device(data_paral
     assert_scheduled_run(data_parallel_run)
 
 
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="tf.distribute is the TensorFlow backend's")
+def test_mirrored_strategy_variable_loss_weight_equals_single_device(mirrored_run):
+    assert_annealed_run(mirrored_run)
+
+
+@pytest.mark.skipif(BACKEND != "jax", reason="keras.distribution.DataParallel is JAX-only here")
+def test_jax_data_parallel_variable_loss_weight_equals_single_device(data_parallel_run):
+    """The variable lies on one device; kx's compiled step on two is given its value."""
+    assert_annealed_run(data_parallel_run)
+
+
+def assert_annealed_run(path):
+    """distributed_worker's `train_annealed`: a callback sets the l1 weight, a variable made
+    outside the distribution, to 0.1 * (batch + 1) before each of an epoch's 4 batches; the
+    epoch logs hold the last one's."""
+    got, want = load(path, "var_"), load(path, "var_ref_")
+    assert_close(got[0]["l1_weight"], [0.4] * len(got[0]["l1_weight"]), rtol=1e-6)
+    assert_same_run(got, want)
+
+
 def assert_scheduled_run(path):
     """distributed_worker trains build("schedule"): 2 epochs of 4 steps, the l1 weight warming
     up over 6; the epoch logs hold the weight of each epoch's last step."""
