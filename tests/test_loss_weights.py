@@ -202,6 +202,68 @@ def test_a_variable_of_the_model_own_set_by_a_callback_is_used_in_every_step():
                  setter.assigned[-1])
 
 
+class CountedTraces(kx.CustomModel):
+    """Counts how often its train and test steps are traced (run, where they run eagerly)."""
+
+    traces = None
+
+    def train_step(self, *args):
+        self.traces["train"] += 1
+        return super().train_step(*args)
+
+    def test_step(self, *args):
+        self.traces["test"] += 1
+        return super().test_step(*args)
+
+
+class VariableHolder(keras.layers.Layer):
+    """A layer that owns `keras.Variable(0.5)` as users write it (and passes its input through)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.held = keras.Variable(0.5, trainable=False, name="held")
+
+    def call(self, x):
+        return x
+
+
+def counted_traces_model():
+    """A two-output `CountedTraces` model with a `VariableHolder` in front, and that layer."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((D,), name="x")
+    holder = VariableHolder()
+    h = keras.layers.Dense(8, activation="tanh", name="hidden")(holder(inputs))
+    model = CountedTraces({"x": inputs}, {"logits": keras.layers.Dense(C, name="logits")(h),
+                                          "recon": keras.layers.Dense(2, name="recon")(h)})
+    model.traces = {"train": 0, "test": 0}
+    return model, holder
+
+
+@pytest.mark.skipif(BACKEND == "torch", reason="torch runs these steps eagerly (torch.compile "
+                    "costs minutes on this CPU): there is no trace to repeat")
+@pytest.mark.parametrize("owner", ["the user", "a layer of the model"])
+def test_assigning_a_variable_weight_does_not_compile_the_steps_again(owner):
+    """`keras.Variable(0.5)`, as users write it, holds a weakly typed value on JAX, and each
+    assignment stores a strongly typed one: a step given the value as it is would be traced and
+    compiled anew at the first assignment (a compile of the whole model, mid-fit)."""
+    model, holder = counted_traces_model()
+    weight = keras.Variable(0.5, trainable=False) if owner == "the user" else holder.held
+    assert any(v is weight for v in model.non_trainable_variables) == (owner != "the user")
+    setter = SetEachBatch(weight)
+    x, y = arrays()
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss=kx_losses(),
+                  loss_weights={"mse": weight})  # fmt: skip
+    model.evaluate(x, y, batch_size=16, verbose=0)
+    _, _, recorder = fit(None, epochs=1, model=model, validation_data=(x, y))
+    _, history, recorder = fit(None, epochs=2, model=model, callbacks=[setter],
+                               validation_data=(x, y))  # fmt: skip
+    assert_close(recorder.values("mse_weight"), setter.assigned)
+    weight.assign(1.5)
+    logs = model.evaluate(x, y, batch_size=16, verbose=0, return_dict=True)
+    assert_close(logs["mse_weight"], 1.5)
+    assert model.traces == {"train": 1, "test": 1}
+
+
 def test_variable_set_at_epoch_begin_changes_the_epoch():
     weight = keras.Variable(0.0, trainable=False, dtype="float32")
     anneal = keras.callbacks.LambdaCallback(on_epoch_begin=lambda e, logs: weight.assign(0.5 * e))

@@ -221,9 +221,9 @@ class TrainStep:
             super().make_train_function(force)
         else:
             step, given = _compiled_step(self, "train_step", lambda shardings: shardings)
-            self.train_function = self._make_function(_function(self, step, given, True))
+            self.train_function = self._make_function(_function(self, step, given))
             return
-        self.train_function = _function(self, marked(self.train_function), (), True)
+        self.train_function = _function(self, marked(self.train_function), ())
 
     def make_test_function(self, force=False):
         if self.test_function is not None and not force:
@@ -232,9 +232,9 @@ class TrainStep:
             super().make_test_function(force)
         else:
             step, given = _compiled_step(self, "test_step", lambda s: (s[0], s[1], s[3]))
-            self.test_function = self._make_function(_function(self, step, given, False))
+            self.test_function = self._make_function(_function(self, step, given))
             return
-        self.test_function = _function(self, marked(self.test_function), (), False)
+        self.test_function = _function(self, marked(self.test_function), ())
 
 
 @contextlib.contextmanager
@@ -289,14 +289,15 @@ def _iteration_count(model, state):
     return state[2][position]
 
 
-def _function(model, step, given, owned):
+def _function(model, step, given):
     """`step(state, data[, values])` (a compiled step given the stored values of the variables
     `given`, or Keras' eager train or test function) as Keras calls it, `(state, data)`: it keeps
-    the logs of the last call for the model's `CurrentValue` metrics, and (with
-    `owned`, a train step) first puts a copy of each variable loss weight of the model's own
-    (read from the state) assigned since its last call in its place in the state it is given:
-    Keras would lose an assignment made while `fit` holds the state, and a callback's change in
-    `on_train_batch_begin` takes effect in that very batch. One Python call for it all; per
+    the logs of the last call for the model's `CurrentValue` metrics, and first puts a strongly
+    typed copy of each variable loss weight of the model's own (read from the state) assigned
+    since its last call, or not yet copied, in its place in the state it is given: Keras would
+    lose an assignment made while `fit` holds the state, a callback's change in
+    `on_train_batch_begin` takes effect in that very batch, and the step is traced with the type
+    that assignments store (`_strong`). One Python call for it all; per
     variable and step a read of the stored value (not `.value`, with Keras' scope checks, 3 us).
     Under a `keras.distribution` a given value is placed whole on every device, once per
     assignment."""
@@ -306,7 +307,7 @@ def _function(model, step, given, owned):
     holder = logs_holder(model)  # a given variable is a tracker's: there are trackers
     positions = {id(v): j for j, v in enumerate(model.non_trainable_variables)}
     followers = [(positions[id(t.variable)], t.variable) for t in trackers
-                 if owned and t.variable is not None and id(t.variable) in positions]  # fmt: skip
+                 if t.variable is not None and id(t.variable) in positions]  # fmt: skip
     owned_seen = [None] * len(followers)
     sharding = None
     if given and keras.distribution.distribution() is not None:
@@ -316,17 +317,20 @@ def _function(model, step, given, owned):
     def call(state, data):
         for k, (i, variable) in enumerate(followers):
             value = _keras.stored_value(variable)  # None: its state is in flight
+            if value is None and owned_seen[k] is None:  # the first call: its value in the state
+                value = state[1][i]
             if value is not None and value is not owned_seen[k]:
                 owned_seen[k] = value
                 state = list(state)
                 state[1] = list(state[1])
-                state[1][i] = jnp.array(value, copy=True)  # the step donates the state
+                state[1][i] = _strong(value, copy=True)  # the step donates the state
                 state = tuple(state)
         if given:
             for k, variable in enumerate(given):
                 value = _keras.stored_value(variable)
                 if value is not seen[k] and value is not None:
                     seen[k] = value
+                    value = _strong(value)
                     values[k] = value if sharding is None else jax.device_put(value, sharding)
             logs, state = step(state, data, values)
         else:
@@ -335,6 +339,13 @@ def _function(model, step, given, owned):
         return logs, state
 
     return call
+
+
+def _strong(value, copy=False):
+    """`value` (a copy with `copy`) strongly typed. `keras.Variable(0.5)` holds a weakly typed
+    array and its first assignment stores a strongly typed one: a step traced with the first would
+    be traced and compiled again for the second (mid-fit, a compile of the whole model)."""
+    return jnp.array(value, value.dtype, copy=copy)
 
 
 def first_argmax(x):
