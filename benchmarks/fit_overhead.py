@@ -43,7 +43,7 @@ def interleaved_times(models, x, y, epochs, turn, fit_kwargs):
 
     The fits take turns: a callback at each `turn`-th batch hands over to the next model and
     waits for its own turn, so exactly one fit runs at any time, and turn i of every model falls
-    within the same fraction of a second (round i; the order rotates from round to round). A
+    within the same fraction of a second (round i, in an order drawn anew each round). A
     turn's time covers everything `fit` does for those steps (data, step, callbacks, epoch
     ends) until their computation has finished (JAX: see `_finisher`); each fit's set-up
     before its first batch is left out. Returns {name: [seconds per turn]}, entries paired by
@@ -56,6 +56,7 @@ def interleaved_times(models, x, y, epochs, turn, fit_kwargs):
     import keras
 
     names = list(models)
+    shuffled = _shuffled(names)
     finish = _finisher()
     for m in models.values():  # the first fit traces/compiles; not timed
         m.fit(x, y, epochs=1, **fit_kwargs)
@@ -63,12 +64,12 @@ def interleaved_times(models, x, y, epochs, turn, fit_kwargs):
     ready = threading.Barrier(len(names) + 1)
     times = {k: [] for k in names}
 
-    def rounds():  # each model once per round; the order rotates, so none always follows another
-        for r in itertools.count():
-            yield from names[r % len(names):] + names[:r % len(names)]
+    def rounds():  # each model once per round, in an order drawn anew: see `_shuffled`
+        for _ in itertools.count():
+            yield from shuffled()
 
     order = rounds()
-    next(order)  # the first turn: names[0], started below
+    first = next(order)  # the first turn, started below
 
     class Turns(keras.callbacks.Callback):
         def __init__(self, name):
@@ -108,12 +109,29 @@ def interleaved_times(models, x, y, epochs, turn, fit_kwargs):
     for t in threads:
         t.start()
     ready.wait()
-    turns[names[0]].release()
+    turns[first].release()
     for t in threads:
         t.join()
     if errors:
         raise errors[0]
     return times
+
+
+def _shuffled(names):
+    """A function that returns `names` in a new random order each call (seeded: the same orders
+    each run). Rotating one order instead (ABC, BCA, CAB) has B run right after A in two rounds
+    of three, and where a model's turn follows another's moved its time on this CPU (its caches
+    hold the other's state and code)."""
+    import random
+
+    rng = random.Random(0)
+
+    def shuffled():
+        order = list(names)
+        rng.shuffle(order)
+        return order
+
+    return shuffled
 
 
 def _finisher():
@@ -135,7 +153,7 @@ def _finisher():
 
 def step_times(models, x, y, epochs, batch_size, block=1):
     """Seconds of each training step alone: each model's `train_function` (what `fit` calls once
-    per batch) called in turn on the same batch, the order rotating from batch to batch, until
+    per batch) called in turn on the same batch, in an order drawn anew for each batch, until
     its result is ready. No data pipeline, callbacks or logs conversion, nor (JAX) fit's own
     handling of the state between steps: the ratio of two models is what their steps differ by.
     With `block` > 1 each model's turn is `block` consecutive steps (on the same batch), timed
@@ -192,10 +210,10 @@ def step_times(models, x, y, epochs, batch_size, block=1):
         for _ in range(3):
             step(k, batches[0])
     times = {k: [] for k in names}
-    for n, batch in enumerate((batches * epochs)[::block]):
-        r = n % len(names)
+    shuffled = _shuffled(names)
+    for batch in (batches * epochs)[::block]:
         new_round()
-        for k in names[r:] + names[:r]:
+        for k in shuffled():
             start = time.perf_counter()
             for _ in range(block):
                 step(k, batch)
