@@ -31,12 +31,14 @@ def test_clip_bounds_both_sides():
 
 def test_a_snapshot_of_a_variable_read_keeps_its_value_when_the_variable_changes():
     """A `<name>_weight` log of a variable weight is a snapshot: the next step's assignment must
-    not change it (on torch a variable's value is its storage, assigned in place)."""
+    not change it (on torch a variable's value is its storage, assigned in place; on TensorFlow
+    Keras converts a variable to the `tf.Variable` itself)."""
     variable = keras.Variable(0.5, dtype="float32", trainable=False)
     logged = snapshot(float32(variable))
     variable.assign(3.0)
-    variable.assign(4.0)
+    variable.assign_add(1.0)  # in place where nothing else holds the buffer
     assert_close(logged, 0.5, rtol=0, atol=0)
+    assert_close(variable, 4.0, rtol=0, atol=0)
 
 
 def test_a_current_value_logs_its_step_value_in_the_step_and_the_last_logs_outside():

@@ -195,8 +195,8 @@ if _backend == "tensorflow":
         compiled,
         distribute_source,
         first_argmax,
+        float32,
         schedule_reader,
-        snapshot,
     )
 elif _backend == "jax":
     from kx.backend.jax import (  # noqa: F811

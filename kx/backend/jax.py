@@ -46,8 +46,11 @@ optimizer's part (`step_count`); kx's compiled steps are given the stored array 
 weight the model does not own, and a test step the optimizer's count for a schedule (not
 donated, not part of the state), which `read_variable` returns in the step. A variable of the
 model's own is in the step's state already: the step reads it there, as Keras' steps read any model
-variable, and kx's train function puts an assignment made while `fit` holds the state in its place
-there (`_function`). The `<name>_weight` logs (`CurrentValue`) hold no state either. So nothing
+variable, and kx's train and test functions put an assignment made while `fit` holds the state in
+its place there (`_function`). Given values and those copies are strongly typed (`_strong`):
+`keras.Variable(0.5)` holds a weakly typed array, each assignment stores a strongly typed one, and
+a step traced with the first would be traced and compiled again at the first assignment, mid-fit.
+The `<name>_weight` logs (`CurrentValue`) hold no state either. So nothing
 of a weight's is donated or returned but its log in the packed logs: the compiled train step of a
 variable weight differs from a constant one's by one scalar parameter, a schedule's by the
 schedule's few scalar ops.

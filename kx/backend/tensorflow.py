@@ -26,11 +26,12 @@ Four primitives: `schedule_reader` reads a kx schedule from a table of its value
 accelerators); `compiled` runs a pure function as a `tf.function` when called eagerly (one
 graph call instead of one dispatch per op), and inline when already inside a graph;
 `first_argmax` is TensorFlow's own argmax (Keras' adds a flush-to-zero fix: about 20 ops, 4x
-the time inside a compiled step); `snapshot` gives a read of a variable a tensor of its own.
+the time inside a compiled step); `float32` reads a variable once, as a tensor of its own.
 """
 
 import itertools
 
+import keras
 import numpy as np
 import tensorflow as tf
 from keras import tree
@@ -39,11 +40,17 @@ from kx import _keras
 from kx.backend._current_value import marked, recording
 
 
-def snapshot(x):
-    """A tensor of `x`'s value that later assignments leave alone: eagerly, Keras' conversion of
-    a variable returns the `tf.Variable` itself; in a graph the identity of a read costs
-    nothing."""
-    return tf.identity(x)
+def float32(x):
+    """`x` (a number, tensor or variable) as a float32 tensor, a variable read once. Keras'
+    conversion of a variable returns the `tf.Variable` itself: each use of it in a graph reads
+    it again (a loss weight's term and its log: two reads), and eagerly it is no value of its
+    own (the next assignment changes it). A read is: TensorFlow copies a variable's buffer
+    before updating it while a read of it is alive."""
+    from kx.backend import _generic_float32
+
+    if isinstance(x, keras.Variable):
+        x = tf.convert_to_tensor(x.value)  # under tf.distribute, the replica's own
+    return _generic_float32(x)
 
 
 def first_argmax(x):
