@@ -254,9 +254,9 @@ def test_assigning_a_variable_weight_does_not_compile_the_steps_again(owner):
     model.compile(optimizer=keras.optimizers.SGD(0.1), loss=kx_losses(),
                   loss_weights={"mse": weight})  # fmt: skip
     model.evaluate(x, y, batch_size=16, verbose=0)
-    _, _, recorder = fit(None, epochs=1, model=model, validation_data=(x, y))
-    _, history, recorder = fit(None, epochs=2, model=model, callbacks=[setter],
-                               validation_data=(x, y))  # fmt: skip
+    fit(None, epochs=1, model=model, validation_data=(x, y))
+    _, _, recorder = fit(None, epochs=2, model=model, callbacks=[setter],
+                         validation_data=(x, y))  # fmt: skip
     assert_close(recorder.values("mse_weight"), setter.assigned)
     weight.assign(1.5)
     logs = model.evaluate(x, y, batch_size=16, verbose=0, return_dict=True)
