@@ -567,6 +567,72 @@ def test_dwa_state_round_trips_through_save_and_load(tmp_path):
         assert_close(got[key], want[key], rtol=1e-5, err_msg=key)
 
 
+# -- mixed precision -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def dtype_policy():
+    yield keras.config.set_dtype_policy
+    keras.config.set_dtype_policy("float32")
+
+
+def weighted_fits(policy, dtype_policy):
+    """A schedule, a variable set before each batch and uncertainty weighting, fitted under
+    `policy`: {kind: (model, recorder)}."""
+    dtype_policy(policy)
+    variable = keras.Variable(1.0, trainable=False)
+    kinds = {"schedule": ({"mse": kx.schedules.LinearWarmup(5, value=0.8, start_value=0.1)}, []),
+             "variable": ({"mse": variable}, [SetEachBatch(variable)]),
+             "uncertainty": ("uncertainty", [])}  # fmt: skip
+    fits = {}
+    for kind, (weights, callbacks) in kinds.items():
+        model, _, recorder = fit(weights, epochs=2, callbacks=callbacks)
+        fits[kind] = model, recorder
+    return fits
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_changing_weights_under_mixed_precision_weigh_as_in_float32(policy, dtype_policy):
+    """The weights are float32 whatever the layers compute in: a schedule's and a variable's
+    batches weigh exactly as in float32 (each batch's total is `ce + weight * mse` with the
+    logged weight), and the learned log-variances are float32 variables that train as in
+    float32 (under mixed_float16, through Keras' LossScaleOptimizer)."""
+    reference = weighted_fits("float32", dtype_policy)
+    fits = weighted_fits(policy, dtype_policy)
+    for kind, (model, recorder) in fits.items():
+        assert model.get_layer("hidden").compute_dtype == policy.split("_")[1]
+        wrapped = isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+        assert wrapped == (policy == "mixed_float16")
+        for key in ("ce_weight", "mse_weight") if kind == "uncertainty" else ("mse_weight",):
+            got, want = recorder.values(key), reference[kind][1].values(key)
+            assert np.all(np.isfinite(got)), (kind, key)
+            if kind == "uncertainty":
+                assert_close(got, want, rtol=1e-2, err_msg=key)  # trained at lower precision
+            else:
+                assert_close(got, want, rtol=1e-7, err_msg=kind)
+        if kind != "uncertainty":
+            assert_total_is_weighted(recorder)
+    learned = [v for v in fits["uncertainty"][0].trainable_variables
+               if v.path.endswith("_log_variance")]  # fmt: skip
+    assert [keras.backend.standardize_dtype(v.dtype) for v in learned] == ["float32"] * 2
+    assert_close(list(log_variances(fits["uncertainty"][0]).values()),
+                 list(log_variances(reference["uncertainty"][0]).values()), rtol=2e-2)
+
+
+def test_a_step_the_loss_scale_optimizer_skips_does_not_advance_the_schedule(dtype_policy):
+    """A schedule reads the optimizer's iteration count, which a step skipped for non-finite
+    gradients does not advance: the same as a learning-rate schedule in Keras."""
+    dtype_policy("mixed_float16")
+    schedule = kx.schedules.LinearWarmup(5, value=0.8, start_value=0.1)
+    model = two_output_model()
+    optimizer = keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(0.1),
+                                                    initial_scale=2.0**100)  # fmt: skip
+    model.compile(optimizer=optimizer, loss=kx_losses(), loss_weights={"mse": schedule})
+    _, _, recorder = fit(None, epochs=1, model=model)  # 3 batches, each overflows float16
+    assert int(keras.ops.convert_to_numpy(optimizer.iterations)) == 0
+    assert_close(recorder.values("mse_weight"), [float(schedule(0))] * 3)
+
+
 # -- logs ------------------------------------------------------------------------------------------
 
 
