@@ -633,6 +633,69 @@ def test_a_step_the_loss_scale_optimizer_skips_does_not_advance_the_schedule(dty
     assert_close(recorder.values("mse_weight"), [float(schedule(0))] * 3)
 
 
+# -- checkpoints -----------------------------------------------------------------------------------
+
+CHECKPOINTED = {
+    "schedule": lambda: {"mse": kx.schedules.LinearWarmup(8)},
+    "dwa": lambda: "dwa",
+    "uncertainty": lambda: "uncertainty",
+}
+
+
+def compiled_with(kind):
+    model = two_output_model()
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss=kx_losses(),
+                  loss_weights=CHECKPOINTED[kind]())  # fmt: skip
+    return model
+
+
+class Interrupted(Exception):
+    pass
+
+
+class InterruptAt(keras.callbacks.Callback):
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise Interrupted(f"epoch {epoch}")
+
+
+@pytest.mark.parametrize("kind", CHECKPOINTED)
+def test_a_fit_resumed_by_backup_and_restore_continues_the_weights(kind, tmp_path):
+    """Keras' BackupAndRestore, the fit interrupted before its last epoch and run again: the
+    schedule's step, DWA's epoch losses and the log-variances continue as in one fit."""
+    _, want, _ = fit(None, epochs=4, model=compiled_with(kind))
+    with pytest.raises(Interrupted):
+        fit(None, epochs=4, model=compiled_with(kind),
+            callbacks=[keras.callbacks.BackupAndRestore(str(tmp_path)), InterruptAt(3)])
+    _, got, _ = fit(None, epochs=4, model=compiled_with(kind),
+                    callbacks=[keras.callbacks.BackupAndRestore(str(tmp_path))])
+    assert got.keys() == want.keys()
+    for key in want:
+        assert_close(got[key], want[key][3:], rtol=1e-5, err_msg=key)  # the last epoch
+
+
+@pytest.mark.parametrize("kind", CHECKPOINTED)
+def test_a_weights_checkpoint_loaded_into_a_new_model_continues_the_weights(kind, tmp_path):
+    """`ModelCheckpoint(save_weights_only=True)`'s file loaded into a newly compiled model whose
+    optimizer is built (else Keras skips the optimizer's state, with a warning)."""
+    path = str(tmp_path / "last.weights.h5")
+    model = compiled_with(kind)
+    fit(None, epochs=3, model=model,
+        callbacks=[keras.callbacks.ModelCheckpoint(path, save_weights_only=True)])
+    loaded = compiled_with(kind)
+    loaded.optimizer.build(loaded.trainable_variables)
+    loaded.load_weights(path)
+    _, want, _ = fit(None, epochs=1, model=model)
+    _, got, _ = fit(None, epochs=1, model=loaded)
+    assert any(key.endswith("_weight") for key in want)
+    for key in want:
+        assert_close(got[key], want[key], rtol=1e-5, err_msg=key)
+
+
 # -- logs ------------------------------------------------------------------------------------------
 
 
