@@ -188,10 +188,25 @@ class LossWeights(Mapping):
         return self.state.term(model, key, weight, value)
 
     def callbacks(self, callbacks):
-        """`fit`'s callbacks with the ones these weights need (DWA's epoch-end update) first."""
-        if self.state is None or self.state.dwa_keys is None:
-            return callbacks
-        return [_DWACallback(self.state), *(callbacks or [])]
+        """`fit`'s callbacks with the ones these weights need first: DWA's epoch-end update, the
+        check of the values that variable weights are assigned."""
+        own = []
+        if self.state is not None and self.state.dwa_keys is not None:
+            own.append(_DWACallback(self.state))
+        if self._variable_keys():
+            own.append(_AssignedValueCheck(self))
+        return [*own, *(callbacks or [])] if own else callbacks
+
+    def check_variables(self, when):
+        """Raises if a variable weight holds a value that is not finite and >= 0 (assigned since
+        compile checked it); `when` says when, for the message. One host read per variable."""
+        for key in self._variable_keys():
+            stored = _keras.stored_value(self._weights[key].variable)
+            if stored is not None:  # None: on JAX, in a fit's state (its batches are checked)
+                _check_assigned(key, float(ops.convert_to_numpy(stored)), when)
+
+    def _variable_keys(self):
+        return [key for key, weight in self._weights.items() if isinstance(weight, _Variable)]
 
 
 def attach(model, loss_weights):
@@ -286,6 +301,50 @@ class _LossWeightsState:
         s = ops.cast(self.log_variances[key], "float32")
         # Loss values are already scaled for distribution (1/replicas); so must this be.
         return factor * value + _keras.scale_loss_for_distribution(0.5 * s)
+
+
+def _check_assigned(key, value, when):
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(
+            f"`loss_weights[{key!r}]` is a keras.Variable that held {value} {when}; a loss weight "
+            "must be finite and >= 0. It was assigned since compile (by a callback or your own "
+            "code): assign it values >= 0."
+        )
+
+
+class _AssignedValueCheck(keras.callbacks.Callback):
+    """Raises when a variable loss weight is assigned a value that is not finite and >= 0 (a
+    negative one would train to increase its loss): before the first batch from the variable,
+    then from each batch's logged `<name>_weight`, the value that batch used (the logs are
+    floats by then: nothing more is read). Async-safe: on JAX Keras keeps dispatching batch
+    ends to its thread, and the error reaches `fit` a batch later."""
+
+    async_safe = True
+
+    def __init__(self, loss_weights):
+        super().__init__()
+        self._loss_weights = loss_weights
+        self._logged = {f"{key}_weight": key for key in loss_weights._variable_keys()}
+        self._epoch = 0
+
+    def on_train_begin(self, logs=None):
+        self._loss_weights.check_variables("when fit began")
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._check(logs, "in training batch {} of epoch {} (its update is applied)",
+                    batch, self._epoch)  # fmt: skip
+
+    def on_test_batch_end(self, batch, logs=None):
+        self._check(logs, "in evaluation batch {}", batch)
+
+    def _check(self, logs, when, *where):
+        for name, key in self._logged.items():
+            value = logs.get(name) if logs else None
+            if value is not None and not 0.0 <= float(value) < math.inf:  # NaN too
+                _check_assigned(key, float(value), when.format(*where))
 
 
 def _unreadable(key, weight):

@@ -193,6 +193,8 @@ class CustomModel(TrainStep, keras.Model):
         )  # fmt: skip
 
     def evaluate(self, x=None, *args, **kwargs):
+        if self._kx is not None:
+            self._kx.loss_weights.check_variables("when evaluate began")
         return super().evaluate(distribute_source(self, x), *args, **kwargs)
 
     def train_on_batch(self, *args, **kwargs):

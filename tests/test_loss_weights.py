@@ -759,6 +759,54 @@ def test_a_trainable_variable_points_to_uncertainty_weight():
         compile_with({"mse": keras.Variable(-2.0, trainable=False)})
 
 
+class AssignAt(keras.callbacks.Callback):
+    """Assigns `value` to `variable` before training batch `batch` of epoch `epoch`."""
+
+    def __init__(self, variable, value, epoch, batch):
+        super().__init__()
+        self.variable, self.value, self.at = variable, value, (epoch, batch)
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if (self.epoch, batch) == self.at:
+            self.variable.assign(self.value)
+
+
+@pytest.mark.parametrize("value", [-1.0, float("nan")])
+@pytest.mark.parametrize("owner", ["the user", "a layer of the model"])
+def test_a_variable_assigned_a_bad_value_during_fit_is_reported(owner, value):
+    """Compile checks a variable's value; one assigned later is checked from the logs of the
+    batch that used it (stock Keras would train on with it: a negative weight maximises its
+    loss, a NaN spoils every weight). No callback of the user's reads the batch logs, so on
+    JAX and torch Keras ends the batches in its thread."""
+    model, holder = counted_traces_model()
+    variable = keras.Variable(0.5, trainable=False) if owner == "the user" else holder.held
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss=kx_losses(),
+                  loss_weights={"mse": variable}, jit_compile=not TORCH_EAGER)  # fmt: skip
+    setter = AssignAt(variable, value, epoch=1, batch=2)
+    x, y = arrays()
+    with pytest.raises(ValueError, match=r"`loss_weights\['mse'\]` is a keras.Variable that held "
+                                         rf"{value} in training batch 2 of epoch 1"):
+        model.fit(x, y, batch_size=16, epochs=3, verbose=0, callbacks=[setter])
+
+
+def test_a_variable_weight_is_checked_when_fit_and_evaluate_begin():
+    variable = keras.Variable(0.5, trainable=False)
+    model, _, _ = fit({"mse": variable}, epochs=1)
+    variable.assign(-0.5)
+    x, y = arrays()
+    with pytest.raises(ValueError, match=r"held -0.5 when evaluate began"):
+        model.evaluate(x, y, verbose=0)
+    with pytest.raises(ValueError, match=r"held -0.5 when fit began"):
+        model.fit(x, y, epochs=1, verbose=0)
+    variable.assign(0.0)  # 0 is allowed: the loss is only logged
+    logs = model.evaluate(x, y, verbose=0, return_dict=True)
+    assert_close(logs["loss"], logs["ce"], rtol=1e-6)
+
+
 def test_a_schedule_beside_uncertainty_weighting_is_refused():
     with pytest.raises(ValueError, match=r"\['ce'\] learned uncertainty weights and \['mse'\] "
                                          r"schedules"):  # fmt: skip
