@@ -12,7 +12,8 @@ over minutes read 0.8-1.3 for identical work. Reported: steps/s of each side ove
 the ratio of those, and the median and quartiles of the turns' ratios. One subprocess per
 backend.
 
-`--suite loss_weights`: kx.CustomModel alone, its loss weighted by a constant (0.5), by a
+`--suite loss_weights`: kx.CustomModel alone (a digits MLP and CNN, one loss; and the loss-weights
+guide's VAE, its KL term weighted: `--models`), its loss weighted by a constant (0.5), by a
 non-trainable `keras.Variable` and by a schedule (`kx.schedules.LinearWarmup`, in its ramp
 throughout), with a second constant-weight model as an A/A control, and a constant-weight model
 that logs one more scalar each step (`LoggedConstant`: what a non-constant weight's
@@ -170,9 +171,12 @@ def step_times(models, x, y, epochs, batch_size, block=1):
     names = list(models)
     for m in models.values():  # builds the optimizer and the metrics; not timed
         m.fit(x, y, epochs=1, batch_size=batch_size, verbose=0)
-    batches = [(keras.ops.convert_to_tensor(x[i:i + batch_size]),
-                keras.ops.convert_to_tensor(y[i:i + batch_size]))
-               for i in range(0, len(x), batch_size)]  # fmt: skip
+    def batch_of(data, i):  # an array or a dict of arrays
+        if isinstance(data, dict):
+            return {k: batch_of(v, i) for k, v in data.items()}
+        return keras.ops.convert_to_tensor(data[i:i + batch_size])
+
+    batches = [(batch_of(x, i), batch_of(y, i)) for i in range(0, len(x), batch_size)]
     if backend == "jax":
         import jax
         import jax.numpy as jnp
@@ -234,7 +238,8 @@ def ratio_row(steps, times, reference, other):
             "q1": float(q1), "q3": float(q3)}
 
 
-def measure(backend, epochs, turn, samples, batch_size, suite="fit", block=1, instances=1):
+def measure(backend, epochs, turn, samples, batch_size, suite="fit", block=1, instances=1,
+            models_of_suite=("mlp", "cnn", "vae")):
     os.environ["KERAS_BACKEND"] = backend
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import keras
@@ -273,6 +278,41 @@ def measure(backend, epochs, turn, samples, batch_size, suite="fit", block=1, in
         def update_state(self, y_true, y_pred, sample_weight=None):
             super().update_state(keras.ops.convert_to_tensor(0.5, "float32"))
 
+    @keras.saving.register_keras_serializable(package="fit_overhead")
+    class Sampling(keras.layers.Layer):
+        """z = mean + exp(log_var / 2) * eps, eps ~ N(0, 1)."""
+
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.seed = keras.random.SeedGenerator(0)
+
+        def call(self, z_mean, z_log_var):
+            eps = keras.random.normal(keras.ops.shape(z_mean), seed=self.seed)
+            return z_mean + keras.ops.exp(0.5 * z_log_var) * eps
+
+    def kl_divergence(inputs_targets, outputs):
+        mean, log_var = outputs["z_mean"], outputs["z_log_var"]
+        return -0.5 * keras.ops.sum(
+            1 + log_var - keras.ops.square(mean) - keras.ops.exp(log_var), axis=-1)
+
+    def vae(loss_weight, log):
+        """The loss-weights guide's VAE on digits: a reconstruction loss and a KL divergence,
+        the weight on the KL term (its warm-up is the issue's case)."""
+        keras.utils.set_random_seed(0)
+        image = keras.Input((64,), name="image")
+        h = keras.layers.Dense(32, activation="relu")(image)
+        z_mean = keras.layers.Dense(2, name="z_mean")(h)
+        z_log_var = keras.layers.Dense(2, name="z_log_var")(h)
+        h = keras.layers.Dense(32, activation="relu")(Sampling()(z_mean, z_log_var))
+        recon = keras.layers.Dense(64, activation="sigmoid", name="recon")(h)
+        model = kx.CustomModel(image, {"recon": recon, "z_mean": z_mean, "z_log_var": z_log_var})
+        metrics = {"logged": kx.MetricDefinition("pixels", "recon", LoggedConstant())}
+        model.compile(optimizer=keras.optimizers.Adam(1e-3),
+                      loss={"recon": kx.LossDefinition("pixels", "recon", "binary_crossentropy"),
+                            "kl": kx.ExtendedLoss(kl_divergence)},
+                      loss_weights={"kl": loss_weight}, metrics=metrics if log else None)
+        return model
+
     def compiled(build, use_kx, policy="float32", loss_weight=None, log=False,
                  **compile_kwargs):
         keras.config.set_dtype_policy(policy)
@@ -298,7 +338,13 @@ def measure(backend, epochs, turn, samples, batch_size, suite="fit", block=1, in
     fit_kwargs = dict(batch_size=batch_size, verbose=0, shuffle=False)
     steps = epochs * -(-samples // batch_size)
     if suite in ("loss_weights", "loss_weights_steps"):
-        for name, build in (("mlp", mlp), ("cnn", cnn)):
+        families = {  # name: (model of a weight, targets)
+            "mlp": (lambda w, log: compiled(mlp, True, loss_weight=w, log=log), y),
+            "cnn": (lambda w, log: compiled(cnn, True, loss_weight=w, log=log), y),
+            "vae": (vae, {"pixels": x}),
+        }
+        for name in models_of_suite:
+            make, targets = families[name]
             weights = {
                 "constant": lambda: 0.5,
                 "constant A/A": lambda: 0.5,  # another identical model: the method's own spread
@@ -306,12 +352,12 @@ def measure(backend, epochs, turn, samples, batch_size, suite="fit", block=1, in
                 "schedule": lambda: kx.schedules.LinearWarmup(10**6, start_value=0.5),
                 "constant + log": lambda: 0.5,
             }
-            models = {(k, i): compiled(build, True, loss_weight=w(), log=k == "constant + log")
+            models = {(k, i): make(w(), k == "constant + log")
                       for i in range(instances) for k, w in weights.items()}
             if suite == "loss_weights":
-                times = interleaved_times(models, x, y, epochs, turn, fit_kwargs)
+                times = interleaved_times(models, x, targets, epochs, turn, fit_kwargs)
             else:
-                times = step_times(models, x, y, epochs, batch_size, block)
+                times = step_times(models, x, targets, epochs, batch_size, block)
             times = {k: np.mean([times[k, i] for i in range(instances)], axis=0) for k in weights}
             for reference, variant in (
                 ("constant", "constant A/A"), ("constant", "variable"), ("constant", "schedule"),
@@ -354,11 +400,13 @@ def main():
                         help="loss_weights_steps: consecutive steps per model's turn")
     parser.add_argument("--instances", type=int, default=3,
                         help="loss weights: models built per weight, their turns averaged")
+    parser.add_argument("--models", default="mlp,cnn,vae",
+                        help="loss weights: the models, of mlp, cnn, vae (comma-separated)")
     parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.backend and args.json:
         rows = measure(args.backend, args.epochs, args.turn, args.samples, args.batch_size,
-                       args.suite, args.block, args.instances)
+                       args.suite, args.block, args.instances, args.models.split(","))
         print("ROWS " + json.dumps(rows))
         return
     rows = []
@@ -367,7 +415,7 @@ def main():
                "--epochs", str(args.epochs), "--turn", str(args.turn),
                "--samples", str(args.samples), "--batch-size", str(args.batch_size),
                "--suite", args.suite, "--block", str(args.block),
-               "--instances", str(args.instances)]
+               "--instances", str(args.instances), "--models", args.models]
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
         rows += json.loads(next(ln for ln in out.splitlines() if ln.startswith("ROWS "))[5:])
     if args.suite == "loss_weights_steps":
