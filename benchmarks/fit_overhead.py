@@ -225,17 +225,20 @@ def step_times(models, x, y, epochs, batch_size, block=1):
     return times
 
 
-def ratio_row(steps, times, reference, other):
+def ratio_row(steps, times, reference, other, steps_per_turn):
     """Steps/s of each side over all its turns, the ratio of those (other's speed relative to
-    reference's), and the median and quartiles of the turns' ratios (the median ignores the few
-    turns a hiccup of the machine or of a runtime made 3-10x longer, which the totals keep)."""
+    reference's), the median and quartiles of the turns' ratios (the median ignores the few
+    turns a hiccup of the machine or of a runtime made 3-10x longer, which the totals keep),
+    and the median of the turns' differences per step in microseconds (other's time minus
+    reference's: what other costs a step, whatever the step's length)."""
     import numpy as np
 
     a, b = np.asarray(times[reference]), np.asarray(times[other])
     q1, median, q3 = np.percentile(a / b, [25, 50, 75])
     return {"keras": steps / float(a.sum()), "kx": steps / float(b.sum()),
             "ratio": float(a.sum() / b.sum()), "median": float(median),
-            "q1": float(q1), "q3": float(q3)}
+            "q1": float(q1), "q3": float(q3),
+            "us": float(np.median(b - a)) / steps_per_turn * 1e6}
 
 
 def measure(backend, epochs, turn, samples, batch_size, suite="fit", block=1, instances=1,
@@ -366,7 +369,8 @@ def measure(backend, epochs, turn, samples, batch_size, suite="fit", block=1, in
             ):
                 rows.append({"backend": backend, "model": name, "variant": variant,
                              "reference": reference,
-                             **ratio_row(steps, times, reference, variant)})
+                             **ratio_row(steps, times, reference, variant,
+                                         turn if suite == "loss_weights" else block)})
         return rows
     variants = {  # name: (dtype policy, compile kwargs, class_weight)
         "plain": ("float32", {}, None),
@@ -383,7 +387,7 @@ def measure(backend, epochs, turn, samples, batch_size, suite="fit", block=1, in
             times = interleaved_times(models, x, y, epochs, turn,
                                       dict(fit_kwargs, class_weight=weights))
             rows.append({"backend": backend, "model": name, "variant": variant,
-                         **ratio_row(steps, times, "keras", "kx")})
+                         **ratio_row(steps, times, "keras", "kx", turn)})
     return rows
 
 
@@ -423,24 +427,26 @@ def main():
               f"{args.batch_size}, steps alone (each model's train_function in turns of "
               f"{args.block} step(s) on the same batch), {args.instances} model(s) per weight, "
               "each turn averaged over them; ratio: of the totals; median [quartiles]: of the "
-              "turns' ratios")
+              "turns' ratios; us/step: median of the turns' differences, per step")
     else:
         per_weight = (f" ({args.instances} model(s) per weight, each turn averaged over them)"
                       if args.suite == "loss_weights" else "")
         print(f"steps/s over {args.epochs} epochs of {args.samples} samples, batch "
               f"{args.batch_size}, fits taking turns of {args.turn} steps{per_weight}; ratio: "
-              "of the totals; median [quartiles]: of the turns' ratios")
+              "of the totals; median [quartiles]: of the turns' ratios; us/step: median of the "
+              "turns' differences, per step")
     header = ("backend", "model", "variant", "keras", "kx", "kx/keras", "median", "quartiles")
     if args.suite != "fit":
         header = ("backend", "model", "weight", "reference", "weight", "ratio", "median",
                   "quartiles")
         for r in rows:
             r["variant"] = f"{r['variant']} / {r['reference']}"
-    print("{:<11} {:<5} {:<31} {:>9} {:>9} {:>9} {:>7}  {}".format(*header))
+    print("{:<11} {:<5} {:<31} {:>9} {:>9} {:>9} {:>7}  {:<16} {:>7}".format(*header,
+                                                                           "us/step"))
     for r in rows:
         print(f"{r['backend']:<11} {r['model']:<5} {r['variant']:<31} "
               f"{r['keras']:>9.1f} {r['kx']:>9.1f} {r['ratio']:>9.3f} {r['median']:>7.3f}  "
-              f"[{r['q1']:.3f}, {r['q3']:.3f}]")
+              f"[{r['q1']:.3f}, {r['q3']:.3f}] {r['us']:>7.1f}")
 
 
 if __name__ == "__main__":
