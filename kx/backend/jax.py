@@ -52,8 +52,9 @@ its place there (`_function`). Given values and those copies are strongly typed 
 a step traced with the first would be traced and compiled again at the first assignment, mid-fit.
 The `<name>_weight` logs (`CurrentValue`) hold no state either. So nothing of a weight's is
 donated or returned but its log in the packed logs: the compiled train step of a variable weight
-differs from a constant one's by one scalar parameter (its cost: one more argument to dispatch,
-2-4 us a step on a 2-core CPU), a schedule's by the schedule's few scalar ops.
+differs from a constant one's by one scalar parameter (the same fusions and copies otherwise), a
+schedule's by the schedule's few scalar ops (fused). Measured: 2-4 us a step on a 2-core CPU, of
+which about 1 us is the log and the Python around the step (`benchmarks/README.md`).
 
 Also two primitives: `first_argmax` (XLA's CPU argmax, a variadic reduction, is about 4x slower
 than a max, a compare and a min) and `compiled` (`jax.jit` for eager calls).
