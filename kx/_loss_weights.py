@@ -316,8 +316,8 @@ class _AssignedValueCheck(keras.callbacks.Callback):
     """Raises when a variable loss weight is assigned a value that is not finite and >= 0 (a
     negative one would train to increase its loss): before the first batch from the variable,
     then from each batch's logged `<name>_weight`, the value that batch used (the logs are
-    floats by then: nothing more is read). Async-safe: on JAX Keras keeps dispatching batch
-    ends to its thread, and the error reaches `fit` a batch later."""
+    floats by then: nothing more is read). Async-safe: on JAX and torch Keras keeps dispatching
+    batch ends to its thread, and the error reaches `fit` a batch later."""
 
     async_safe = True
 
