@@ -219,6 +219,48 @@ def attach(model, loss_weights):
         _keras.replace_tracked_attribute(model, _ATTRIBUTE, new or None)
 
 
+def check_beside_keras_losses(loss_weights, compiled_on_jax):
+    """Refuses, at compile, the `loss_weights` that only kx's loss definitions can apply when
+    `compile` got Keras' own `loss` (which Keras weighs itself): a schedule, `UncertaintyWeight`,
+    `"uncertainty"` and `"dwa"` (Keras would fail in the first step, or at compile without
+    naming the way out), and a `keras.Variable` in a step that JAX compiles
+    (`compiled_on_jax`), which keeps the value the variable had when it was traced: every
+    assignment would be ignored. Numbers, and variables elsewhere, are Keras' to apply."""
+    if isinstance(loss_weights, str) and loss_weights in ("uncertainty", "dwa"):
+        raise ValueError(
+            f"loss_weights={loss_weights!r} weighs kx loss definitions, but `loss` is Keras' own "
+            f"(by output), which Keras weighs itself with numbers. {_DEFINITIONS_HINT}"
+        )
+    if isinstance(loss_weights, dict):
+        entries = [(f"[{k!r}]", w) for k, w in loss_weights.items()]
+    elif isinstance(loss_weights, (list, tuple)):
+        entries = [(f"[{i}]", w) for i, w in enumerate(loss_weights)]
+    else:
+        entries = [("", loss_weights)]
+    for where, weight in entries:
+        if isinstance(weight, (UncertaintyWeight, keras.optimizers.schedules.LearningRateSchedule)):
+            kind = "a learned weight" if isinstance(weight, UncertaintyWeight) else "a schedule"
+            raise TypeError(
+                f"`loss_weights{where}` is {kind} ({weight!r}): kx applies it to kx loss "
+                f"definitions, but `loss` is Keras' own (by output), which Keras weighs itself, "
+                f"with numbers and keras.Variables only. {_DEFINITIONS_HINT}"
+            )
+        if compiled_on_jax and isinstance(weight, keras.Variable):
+            raise ValueError(
+                f"`loss_weights{where}` is a keras.Variable, and `loss` is Keras' own (by "
+                "output): on JAX, Keras' compiled step keeps the value the variable had when the "
+                "step was traced, so assigning it would change nothing. kx gives a compiled step "
+                f"the variable's current value when the losses are kx definitions. "
+                f"{_DEFINITIONS_HINT} (Or compile with jit_compile=False.)"
+            )
+
+
+_DEFINITIONS_HINT = (
+    "Give the losses as kx definitions, e.g. loss={'out': kx.LossDefinition('target', 'out', "
+    "'mse')} (a target, an output, a Keras loss), with loss_weights keyed by those loss names."
+)
+
+
 def _non_trainable(value, name):
     return keras.Variable(np.asarray(value, "float32"), dtype="float32", trainable=False, name=name)
 

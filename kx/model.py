@@ -17,6 +17,7 @@ import numpy as np
 from kx import _class_weight, _keras
 from kx._compiled import CompiledDefinitions, uses_definitions
 from kx._loss_weights import attach as attach_loss_weights
+from kx._loss_weights import check_beside_keras_losses
 from kx._structure import named_targets, output_names
 from kx.backend import TrainStep, distribute_source
 
@@ -101,6 +102,10 @@ class CustomModel(TrainStep, keras.Model):
         **kwargs,
     ):
         if not uses_definitions(loss, metrics, weighted_metrics):
+            compiled_on_jax = keras.backend.backend() == "jax" and not (
+                kwargs.get("run_eagerly") or kwargs.get("jit_compile", "auto") is False
+            )
+            check_beside_keras_losses(loss_weights, compiled_on_jax)
             self._kx = None
             attach_loss_weights(self, None)
             return super().compile(

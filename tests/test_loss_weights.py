@@ -807,6 +807,61 @@ def test_a_variable_weight_is_checked_when_fit_and_evaluate_begin():
     assert_close(logs["loss"], logs["ce"], rtol=1e-6)
 
 
+def keras_losses():
+    """Keras' own `loss` argument, by output (no kx definitions: Keras weighs the losses)."""
+    return {"logits": keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            "recon": "mse"}  # fmt: skip
+
+
+def test_weights_for_kx_definitions_beside_keras_own_losses_are_refused_at_compile():
+    """With Keras' own `loss`, a schedule or a learned weight failed in Keras' first step (a
+    conversion error), "uncertainty" and "dwa" in Keras' compile without the way out."""
+    for weights, error in (
+        ({"logits": 1.0, "recon": kx.schedules.LinearWarmup(5)}, TypeError),
+        ({"logits": 1.0, "recon": kx.UncertaintyWeight()}, TypeError),
+        ([1.0, keras.optimizers.schedules.ExponentialDecay(1.0, 10, 0.5)], TypeError),
+        ("uncertainty", ValueError),
+        ("dwa", ValueError),
+    ):
+        with pytest.raises(error, match=r"Keras' own.*kx.LossDefinition"):
+            two_output_model().compile(optimizer="sgd", loss=keras_losses(), loss_weights=weights)
+
+
+@pytest.mark.parametrize("jit", [True, False])
+def test_a_variable_beside_keras_own_losses_weighs_as_stock_keras_or_is_refused(jit):
+    """Stock Keras weighs with a variable's current value on TensorFlow and torch, and on JAX
+    only eagerly: its compiled JAX step keeps the value traced, and an assignment is ignored
+    silently. kx weighs as stock Keras where Keras honours the variable and refuses it at
+    compile where it would not."""
+    if jit and BACKEND == "torch":
+        pytest.skip("torch.compile costs minutes on this CPU; torch's eager step is the other case")
+    x, y = arrays()
+    histories = []
+    for cls in (keras.Model, kx.CustomModel):
+        weight = keras.Variable(1.0, trainable=False)
+        model = two_output_model(cls=cls)
+
+        def compile_it(model=model, weight=weight):
+            model.compile(optimizer="sgd", loss=keras_losses(),
+                          loss_weights={"logits": 1.0, "recon": weight}, jit_compile=jit)
+
+        if cls is kx.CustomModel and BACKEND == "jax" and jit:
+            with pytest.raises(ValueError, match=r"keeps the value the variable had.*"
+                                                 r"kx.LossDefinition.*jit_compile=False"):
+                compile_it()
+            return
+        compile_it()
+        anneal = keras.callbacks.LambdaCallback(
+            on_epoch_begin=lambda epoch, logs, weight=weight: weight.assign(0.0 if epoch else 1.0))
+        histories.append(model.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0,
+                                   callbacks=[anneal]).history)  # fmt: skip
+    stock, ours = histories
+    assert ours.keys() == stock.keys()
+    for key in stock:
+        assert_close(ours[key], stock[key], rtol=1e-6, err_msg=key)
+    assert_close(ours["loss"][1], ours["logits_loss"][1], rtol=1e-6)  # the weight 0 is used
+
+
 def test_a_schedule_beside_uncertainty_weighting_is_refused():
     with pytest.raises(ValueError, match=r"\['ce'\] learned uncertainty weights and \['mse'\] "
                                          r"schedules"):  # fmt: skip
