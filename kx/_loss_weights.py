@@ -219,13 +219,14 @@ def attach(model, loss_weights):
         _keras.replace_tracked_attribute(model, _ATTRIBUTE, new or None)
 
 
-def check_beside_keras_losses(loss_weights, compiled_on_jax):
+def check_beside_keras_losses(loss_weights, frozen_variables):
     """Refuses, at compile, the `loss_weights` that only kx's loss definitions can apply when
     `compile` got Keras' own `loss` (which Keras weighs itself): a schedule, `UncertaintyWeight`,
     `"uncertainty"` and `"dwa"` (Keras would fail in the first step, or at compile without
-    naming the way out), and a `keras.Variable` in a step that JAX compiles
-    (`compiled_on_jax`), which keeps the value the variable had when it was traced: every
-    assignment would be ignored. Numbers, and variables elsewhere, are Keras' to apply."""
+    naming the way out), and a `keras.Variable` where Keras' compiled step keeps the value the
+    variable had when it was traced (`frozen_variables`: JAX, see
+    `kx.backend.keras_steps_freeze_variables`): every assignment would be ignored. Numbers, and
+    variables elsewhere, are Keras' to apply."""
     if isinstance(loss_weights, str) and loss_weights in ("uncertainty", "dwa"):
         raise ValueError(
             f"loss_weights={loss_weights!r} weighs kx loss definitions, but `loss` is Keras' own "
@@ -245,7 +246,7 @@ def check_beside_keras_losses(loss_weights, compiled_on_jax):
                 f"definitions, but `loss` is Keras' own (by output), which Keras weighs itself, "
                 f"with numbers and keras.Variables only. {_DEFINITIONS_HINT}"
             )
-        if compiled_on_jax and isinstance(weight, keras.Variable):
+        if frozen_variables and isinstance(weight, keras.Variable):
             raise ValueError(
                 f"`loss_weights{where}` is a keras.Variable, and `loss` is Keras' own (by "
                 "output): on JAX, Keras' compiled step keeps the value the variable had when the "

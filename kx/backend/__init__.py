@@ -160,6 +160,13 @@ def schedule_reader(schedule):
     return schedule
 
 
+def keras_steps_freeze_variables(run_eagerly=False, jit_compile="auto"):
+    """Whether Keras' own steps, compiled with these `compile` arguments, read a variable that
+    the model does not own as the value it had when they were traced (JAX: its stateless step
+    maps only the model's state); here, no: TensorFlow and torch read it at every step."""
+    return False
+
+
 _MAX_TABLE = 2**20  # entries (4 MiB) of a schedule's table; longer ones are evaluated as written
 
 
@@ -203,6 +210,7 @@ elif _backend == "jax":
         TrainStep,
         compiled,
         first_argmax,
+        keras_steps_freeze_variables,
         read_variable,
         step_count,
     )
@@ -242,6 +250,7 @@ __all__ = [
     "distribute_source",
     "first_argmax",
     "float32",
+    "keras_steps_freeze_variables",
     "lookup",
     "read_variable",
     "schedule_reader",

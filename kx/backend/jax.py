@@ -352,6 +352,12 @@ def _strong(value, copy=False):
     return jnp.array(value, value.dtype, copy=copy)
 
 
+def keras_steps_freeze_variables(run_eagerly=False, jit_compile="auto"):
+    """Whether Keras' own steps read a variable the model does not own as a constant of their
+    trace: yes when jitted (its stateless step maps only the model's state)."""
+    return not (run_eagerly or jit_compile is False)
+
+
 def first_argmax(x):
     """int32 index of the largest entry along the last axis (the first on ties, or the first
     NaN, as `numpy.argmax`)."""
