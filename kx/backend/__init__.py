@@ -9,9 +9,9 @@ and JAX dispatch each eager op separately). Also what a step weighs a loss with:
 and `read_variable` (the optimizer's iteration count, a variable given as a loss weight, as the
 running step sees them: JAX's stateless step sees only the model's state where the loss runs, and
 kx's compiled JAX steps are given the rest), whether Keras' own compiled steps would freeze such
-a variable (`keras_steps_freeze_variables`: JAX), and `CurrentValue` (`_current_value.py`, the same on
-every backend), the metric that logs a weight in effect: it holds no state, each step logs the
-value it weighed with, and every backend's `TrainStep` keeps the last logs for it.
+a variable (`keras_steps_freeze_variables`: JAX), and `CurrentValue` (`_current_value.py`, the
+same on every backend), the metric that logs a weight in effect: it holds no state, each step
+logs the value it weighed with, and every backend's `TrainStep` keeps the last logs for it.
 
 Everything else, `fit(class_weight=...)` included (`kx/_class_weight.py`, folded before the
 outermost `train_step` by `kx/model.py`), is written once; Keras' own steps do the rest (loss
