@@ -7,6 +7,10 @@ hooks kx overrides are listed in `OVERRIDDEN_HOOKS`, and only `kx/model.py` and 
 may override them.
 """
 
+import contextlib
+
+import keras
+
 # The output spec of a model / function on symbolic tensors: builds metrics before a JAX jit.
 from keras.src.backend import compute_output_spec  # noqa: F401
 
@@ -60,6 +64,8 @@ PRIVATE_ATTRIBUTES = (
     "_tracker",
     "_get_state_sharding_spec",
     "_value",
+    "_compile_loss",
+    "_user_loss_weights",
 )
 
 # The private attributes in which a `keras.metrics.Metric` holds its variables (a stateless copy
@@ -138,6 +144,30 @@ def stored_value(variable):
     return variable._value
 
 
+@contextlib.contextmanager
+def stored_values(pairs):
+    """`(variable, value)` pairs: each variable stores `value` inside the block (a traced step
+    reads it wherever it reads the variable outside a `StatelessScope` mapping), its own value
+    again after."""
+    saved = [(variable, variable._value) for variable, _ in pairs]
+    try:
+        for variable, value in pairs:
+            variable._value = value
+        yield
+    finally:
+        for variable, value in saved:
+            variable._value = value
+
+
+def keras_loss_weight_variables(model):
+    """The `keras.Variable`s among the `loss_weights` that Keras' own compiled loss applies
+    (`compile` given Keras' `loss`, not kx definitions)."""
+    weights = getattr(getattr(model, "_compile_loss", None), "_user_loss_weights", None)
+    if weights is None:
+        return []
+    return [w for w in keras.tree.flatten(weights) if isinstance(w, keras.Variable)]
+
+
 def jax_step_compiler():
     """What Keras' JAX trainer compiles its train and test steps with: `jax.jit`, or Flax's
     `nnx.jit` when Keras runs under Flax NNX."""
@@ -149,7 +179,6 @@ def jax_step_compiler():
 def jax_replicated_sharding():
     """The sharding of a value held whole on every device of the current `keras.distribution`'s
     mesh (JAX)."""
-    import keras
     from jax.sharding import NamedSharding, PartitionSpec
 
     mesh = keras.distribution.distribution().device_mesh.backend_mesh

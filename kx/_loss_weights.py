@@ -219,14 +219,11 @@ def attach(model, loss_weights):
         _keras.replace_tracked_attribute(model, _ATTRIBUTE, new or None)
 
 
-def check_beside_keras_losses(loss_weights, frozen_variables):
+def check_beside_keras_losses(loss_weights):
     """Refuses, at compile, the `loss_weights` that only kx's loss definitions can apply when
-    `compile` got Keras' own `loss` (which Keras weighs itself): a schedule, `UncertaintyWeight`,
-    `"uncertainty"` and `"dwa"` (Keras would fail in the first step, or at compile without
-    naming the way out), and a `keras.Variable` where Keras' compiled step keeps the value the
-    variable had when it was traced (`frozen_variables`: JAX, see
-    `kx.backend.keras_steps_freeze_variables`): every assignment would be ignored. Numbers, and
-    variables elsewhere, are Keras' to apply."""
+    `compile` got Keras' own `loss` (which Keras weighs itself, with numbers and
+    `keras.Variable`s): a schedule, `UncertaintyWeight`, `"uncertainty"` and `"dwa"` (Keras
+    would fail in the first step, or at compile without naming the way out)."""
     if isinstance(loss_weights, str) and loss_weights in ("uncertainty", "dwa"):
         raise ValueError(
             f"loss_weights={loss_weights!r} weighs kx loss definitions, but `loss` is Keras' own "
@@ -245,14 +242,6 @@ def check_beside_keras_losses(loss_weights, frozen_variables):
                 f"`loss_weights{where}` is {kind} ({weight!r}): kx applies it to kx loss "
                 f"definitions, but `loss` is Keras' own (by output), which Keras weighs itself, "
                 f"with numbers and keras.Variables only. {_DEFINITIONS_HINT}"
-            )
-        if frozen_variables and isinstance(weight, keras.Variable):
-            raise ValueError(
-                f"`loss_weights{where}` is a keras.Variable, and `loss` is Keras' own (by "
-                "output): on JAX, Keras' compiled step keeps the value the variable had when the "
-                "step was traced, so assigning it would change nothing. kx gives a compiled step "
-                f"the variable's current value when the losses are kx definitions. "
-                f"{_DEFINITIONS_HINT} (Or compile with jit_compile=False.)"
             )
 
 

@@ -19,7 +19,7 @@ from kx._compiled import CompiledDefinitions, uses_definitions
 from kx._loss_weights import attach as attach_loss_weights
 from kx._loss_weights import check_beside_keras_losses
 from kx._structure import named_targets, output_names
-from kx.backend import TrainStep, distribute_source, keras_steps_freeze_variables
+from kx.backend import TrainStep, distribute_source
 
 __all__ = ["CustomModel"]
 
@@ -102,8 +102,7 @@ class CustomModel(TrainStep, keras.Model):
         **kwargs,
     ):
         if not uses_definitions(loss, metrics, weighted_metrics):
-            check_beside_keras_losses(loss_weights, keras_steps_freeze_variables(
-                kwargs.get("run_eagerly"), kwargs.get("jit_compile", "auto")))
+            check_beside_keras_losses(loss_weights)
             self._kx = None
             attach_loss_weights(self, None)
             return super().compile(

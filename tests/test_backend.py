@@ -24,15 +24,6 @@ def test_float32_casts_numbers_tensors_and_variables():
         assert_close(got, np.float32(want), rtol=0, atol=0)
 
 
-def test_keras_steps_freeze_an_unowned_variable_only_when_jax_compiles_them():
-    """What `kx.CustomModel.compile` refuses beside Keras' own losses (see test_loss_weights):
-    JAX's stateless step traces a variable outside the model's state as a constant."""
-    from kx.backend import keras_steps_freeze_variables as freeze
-
-    assert freeze() == freeze(jit_compile=True) == (BACKEND == "jax")
-    assert not freeze(run_eagerly=True) and not freeze(jit_compile=False)
-
-
 def test_clip_bounds_both_sides():
     x = keras.ops.convert_to_tensor([-1.0, 0.25, 3.0])
     assert_close(clip(x, 0.0, 1.0), [0.0, 0.25, 1.0], rtol=0, atol=0)

@@ -8,10 +8,10 @@ index of the largest score (all three), and compiling a pure function for eager 
 and JAX dispatch each eager op separately). Also what a step weighs a loss with: `step_count`
 and `read_variable` (the optimizer's iteration count, a variable given as a loss weight, as the
 running step sees them: JAX's stateless step sees only the model's state where the loss runs, and
-kx's compiled JAX steps are given the rest), whether Keras' own compiled steps would freeze such
-a variable (`keras_steps_freeze_variables`: JAX), and `CurrentValue` (`_current_value.py`, the
-same on every backend), the metric that logs a weight in effect: it holds no state, each step
-logs the value it weighed with, and every backend's `TrainStep` keeps the last logs for it.
+kx's compiled JAX steps are given the rest, a variable weight of Keras' own loss too), and
+`CurrentValue` (`_current_value.py`, the same on every backend), the metric that logs a weight in
+effect: it holds no state, each step logs the value it weighed with, and every backend's
+`TrainStep` keeps the last logs for it.
 
 Everything else, `fit(class_weight=...)` included (`kx/_class_weight.py`, folded before the
 outermost `train_step` by `kx/model.py`), is written once; Keras' own steps do the rest (loss
@@ -161,13 +161,6 @@ def schedule_reader(schedule):
     return schedule
 
 
-def keras_steps_freeze_variables(run_eagerly=False, jit_compile="auto"):
-    """Whether Keras' own steps, compiled with these `compile` arguments, read a variable that
-    the model does not own as the value it had when they were traced (JAX: its stateless step
-    maps only the model's state); here, no: TensorFlow and torch read it at every step."""
-    return False
-
-
 _MAX_TABLE = 2**20  # entries (4 MiB) of a schedule's table; longer ones are evaluated as written
 
 
@@ -211,7 +204,6 @@ elif _backend == "jax":
         TrainStep,
         compiled,
         first_argmax,
-        keras_steps_freeze_variables,
         read_variable,
         step_count,
     )
@@ -251,7 +243,6 @@ __all__ = [
     "distribute_source",
     "first_argmax",
     "float32",
-    "keras_steps_freeze_variables",
     "lookup",
     "read_variable",
     "schedule_reader",

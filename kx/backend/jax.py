@@ -170,9 +170,14 @@ def _compiled_step(model, name, shardings):
         call = getattr(model, name)
     distributed = keras.distribution.distribution() is not None
     given = _given_variables(model, name)
+    keras_weights = {id(v) for v in _keras.keras_loss_weight_variables(model)}
 
     def step(state, data, values=()):
-        with _in_step(None, {id(v): value for v, value in zip(given, values)}):
+        pairs = list(zip(given, values))
+        # Keras' own loss reads its variable weights as they are stored: the given values, here
+        with _in_step(None, {id(v): value for v, value in pairs}), _keras.stored_values(
+            [(v, value) for v, value in pairs if id(v) in keras_weights]
+        ):
             logs, state = call(state, data)
         if distributed:  # Keras gives `out_shardings` for the plain tuple
             return _PackedLogs.pack(logs), state
@@ -191,12 +196,13 @@ def _compiled_step(model, name, shardings):
 
 def _given_variables(model, name):
     """The variables that `model`'s compiled step `name` is given: each variable loss weight
-    that the model does not own (its stateless step does not see it), and in a test step the
-    optimizer's iteration count for a schedule (the train step reads it from its state)."""
+    that the model does not own (its stateless step does not see it), kx's or Keras' own loss's
+    (`compile` with Keras' `loss`), and in a test step the optimizer's iteration count for a
+    schedule (the train step reads it from its state)."""
     trackers = [m for m in model.metrics if isinstance(m, CurrentValue)]
     owned = {id(v) for v in (*model.trainable_variables, *model.non_trainable_variables)}
-    given = {id(t.variable): t.variable for t in trackers
-             if t.variable is not None and id(t.variable) not in owned}  # fmt: skip
+    weights = [*(t.variable for t in trackers), *_keras.keras_loss_weight_variables(model)]
+    given = {id(v): v for v in weights if v is not None and id(v) not in owned}
     optimizer = getattr(model, "optimizer", None)
     if name == "test_step" and optimizer is not None and any(t.needs_count for t in trackers):
         given[id(optimizer.iterations)] = optimizer.iterations
@@ -297,21 +303,21 @@ def _function(model, step, given):
     """`step(state, data[, values])` (a compiled step given the stored values of the variables
     `given`, or Keras' eager train or test function) as Keras calls it, `(state, data)`: it keeps
     the logs of the last call for the model's `CurrentValue` metrics, and first puts a strongly
-    typed copy of each variable loss weight of the model's own (read from the state) assigned
-    since its last call, or not yet copied, in its place in the state it is given: Keras would
-    lose an assignment made while `fit` holds the state, a callback's change in
-    `on_train_batch_begin` takes effect in that very batch, and the step is traced with the type
-    that assignments store (`_strong`). One Python call for it all; per
-    variable and step a read of the stored value (not `.value`, with Keras' scope checks, 3 us).
+    typed copy of each variable loss weight of the model's own (kx's, or Keras' own loss's; read
+    from the state) assigned since its last call, or not yet copied, in its place in the state it
+    is given: Keras would lose an assignment made while `fit` holds the state, a callback's
+    change in `on_train_batch_begin` takes effect in that very batch, and the step is traced with
+    the type that assignments store (`_strong`). One Python call for it all; per variable and
+    step a read of the stored value (not `.value`, with Keras' scope checks, 3 us).
     Under a `keras.distribution` a given value is placed whole on every device, once per
     assignment."""
     trackers = [m for m in model.metrics if isinstance(m, CurrentValue)]
-    if not trackers and not given:
-        return step
-    holder = logs_holder(model)  # a given variable is a tracker's: there are trackers
+    weights = [*(t.variable for t in trackers), *_keras.keras_loss_weight_variables(model)]
     positions = {id(v): j for j, v in enumerate(model.non_trainable_variables)}
-    followers = [(positions[id(t.variable)], t.variable) for t in trackers
-                 if t.variable is not None and id(t.variable) in positions]  # fmt: skip
+    followers = [(positions[id(v)], v) for v in weights if v is not None and id(v) in positions]
+    if not trackers and not given and not followers:
+        return step
+    holder = logs_holder(model)  # None: no trackers (variable weights of Keras' own loss)
     owned_seen = [None] * len(followers)
     sharding = None
     if given and keras.distribution.distribution() is not None:
@@ -339,7 +345,8 @@ def _function(model, step, given):
             logs, state = step(state, data, values)
         else:
             logs, state = step(state, data)
-        holder.logs = logs
+        if holder is not None:
+            holder.logs = logs
         return logs, state
 
     return call
@@ -350,12 +357,6 @@ def _strong(value, copy=False):
     array and its first assignment stores a strongly typed one: a step traced with the first would
     be traced and compiled again for the second (mid-fit, a compile of the whole model)."""
     return jnp.array(value, value.dtype, copy=copy)
-
-
-def keras_steps_freeze_variables(run_eagerly=False, jit_compile="auto"):
-    """Whether Keras' own steps read a variable the model does not own as a constant of their
-    trace: yes when jitted (its stateless step maps only the model's state)."""
-    return not (run_eagerly or jit_compile is False)
 
 
 def first_argmax(x):
