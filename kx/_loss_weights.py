@@ -13,6 +13,7 @@ JAX's stateless step sees them. Only `UncertaintyWeight` is public.
 """
 
 import math
+import threading
 from collections.abc import Mapping
 
 import keras
@@ -337,11 +338,15 @@ class _LossWeightsState:
 
 def _check_assigned(key, value, when):
     if not (math.isfinite(value) and value >= 0):
-        raise ValueError(
-            f"`loss_weights[{key!r}]` is a keras.Variable that held {value} {when}; a loss weight "
-            "must be finite and >= 0. It was assigned since compile (by a callback or your own "
-            "code): assign it values >= 0."
-        )
+        raise ValueError(_assigned_message(key, value, when))
+
+
+def _assigned_message(key, value, when):
+    return (
+        f"`loss_weights[{key!r}]` is a keras.Variable that held {value} {when}; a loss weight "
+        "must be finite and >= 0. It was assigned since compile (by a callback or your own "
+        "code): assign it values >= 0."
+    )
 
 
 class _AssignedValueCheck(keras.callbacks.Callback):
@@ -349,7 +354,9 @@ class _AssignedValueCheck(keras.callbacks.Callback):
     negative one would train to increase its loss): before the first batch from the variable,
     then from each batch's logged `<name>_weight`, the value that batch used (the logs are
     floats by then: nothing more is read). Async-safe: on JAX and torch Keras keeps dispatching
-    batch ends to its thread, and the error reaches `fit` a batch later."""
+    batch ends to its threads, and the error reaches `fit` a batch or two later; Keras may then
+    raise a later batch's error first, so every failing check raises the message of the first
+    recorded (in practice the earliest batch: each check waits for its step's logs)."""
 
     async_safe = True
 
@@ -358,8 +365,11 @@ class _AssignedValueCheck(keras.callbacks.Callback):
         self._loss_weights = loss_weights
         self._logged = {f"{key}_weight": key for key in loss_weights._variable_keys()}
         self._epoch = 0
+        self._first = None  # the message of the first failing check
+        self._lock = threading.Lock()
 
     def on_train_begin(self, logs=None):
+        self._first = None
         self._loss_weights.check_variables("when fit began")
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -376,7 +386,10 @@ class _AssignedValueCheck(keras.callbacks.Callback):
         for name, key in self._logged.items():
             value = logs.get(name) if logs else None
             if value is not None and not 0.0 <= float(value) < math.inf:  # NaN too
-                _check_assigned(key, float(value), when.format(*where))
+                with self._lock:
+                    if self._first is None:
+                        self._first = _assigned_message(key, float(value), when.format(*where))
+                raise ValueError(self._first)
 
 
 def _unreadable(key, weight):

@@ -760,7 +760,9 @@ def test_a_trainable_variable_points_to_uncertainty_weight():
 
 
 class AssignAt(keras.callbacks.Callback):
-    """Assigns `value` to `variable` before training batch `batch` of epoch `epoch`."""
+    """Assigns `value` to `variable` before training batch `batch` of epoch `epoch`, and 0.5
+    before every other batch (one failing check: which of several Keras raises first is not
+    fixed when batch ends run in its threads)."""
 
     def __init__(self, variable, value, epoch, batch):
         super().__init__()
@@ -771,8 +773,7 @@ class AssignAt(keras.callbacks.Callback):
         self.epoch = epoch
 
     def on_train_batch_begin(self, batch, logs=None):
-        if (self.epoch, batch) == self.at:
-            self.variable.assign(self.value)
+        self.variable.assign(self.value if (self.epoch, batch) == self.at else 0.5)
 
 
 @pytest.mark.parametrize("value", [-1.0, float("nan")])
