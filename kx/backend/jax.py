@@ -205,12 +205,19 @@ def _given_variables(model, name):
     schedule (the train step reads it from its state)."""
     trackers = [m for m in model.metrics if isinstance(m, CurrentValue)]
     owned = {id(v) for v in (*model.trainable_variables, *model.non_trainable_variables)}
-    weights = [*(t.variable for t in trackers), *_keras.keras_loss_weight_variables(model)]
-    given = {id(v): v for v in weights if v is not None and id(v) not in owned}
+    given = {id(v): v for v in _variable_weights(model) if id(v) not in owned}
     optimizer = getattr(model, "optimizer", None)
     if name == "test_step" and optimizer is not None and any(t.needs_count for t in trackers):
         given[id(optimizer.iterations)] = optimizer.iterations
     return list(given.values())
+
+
+def _variable_weights(model):
+    """The variables that weigh `model`'s losses: kx's (its `CurrentValue` trackers') and those
+    of Keras' own loss."""
+    kx_weights = (m.variable for m in model.metrics if isinstance(m, CurrentValue))
+    weights = [*kx_weights, *_keras.keras_loss_weight_variables(model)]
+    return [v for v in weights if v is not None]
 
 
 class TrainStep:
@@ -316,9 +323,8 @@ def _function(model, step, given):
     Under a `keras.distribution` a given value is placed whole on every device, once per
     assignment."""
     trackers = [m for m in model.metrics if isinstance(m, CurrentValue)]
-    weights = [*(t.variable for t in trackers), *_keras.keras_loss_weight_variables(model)]
     positions = {id(v): j for j, v in enumerate(model.non_trainable_variables)}
-    followers = [(positions[id(v)], v) for v in weights if v is not None and id(v) in positions]
+    followers = [(positions[id(v)], v) for v in _variable_weights(model) if id(v) in positions]
     if not trackers and not given and not followers:
         return step
     holder = logs_holder(model)  # None: no trackers (variable weights of Keras' own loss)
