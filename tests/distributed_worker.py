@@ -64,18 +64,35 @@ def build(l1_weight=0.3):
     return model
 
 
-def build_stock():
-    """build()'s model as a keras.Model compiled with the equivalent stock arguments."""
+def build_stock(recon_weight=0.3, cls=None):
+    """build()'s model as a keras.Model (or `cls`) compiled with the equivalent stock
+    arguments, the recon loss weighted by `recon_weight`."""
     import keras
 
-    model = keras.Model(*layers())
+    model = (cls or keras.Model)(*layers())
     model.compile(
         optimizer=keras.optimizers.SGD(0.1),
         loss={"logits": keras.losses.SparseCategoricalCrossentropy(from_logits=True),
               "recon": keras.losses.MeanAbsoluteError()},
-        loss_weights={"logits": 1.0, "recon": 0.3},
+        loss_weights={"logits": 1.0, "recon": recon_weight},
     )
     return model
+
+
+def train_annealed_stock():
+    """train_annealed() for build_stock(weight, kx.CustomModel): Keras' own losses (by output),
+    and no class weights (Keras takes none for several outputs)."""
+    import keras
+
+    import kx
+
+    weight, _ = train_annealed()
+    anneal = keras.callbacks.LambdaCallback(
+        on_train_batch_begin=lambda batch, logs: weight.assign(0.1 * (batch + 1)))
+    model = build_stock(weight, kx.CustomModel)
+    h = model.fit(*data(), batch_size=BATCH, shuffle=False, epochs=EPOCHS, verbose=0,
+                  callbacks=[anneal])
+    return h.history, model.get_weights()
 
 
 def l1_recon(inputs_targets, outputs):
@@ -204,11 +221,13 @@ def main():
         arrays.update(save(out, *train(build("schedule")), prefix="sched_ref_"))
         weight, run = train_annealed()
         arrays.update(save(out, *run(build(weight)), prefix="var_ref_"))
+        arrays.update(save(out, *train_annealed_stock(), prefix="stock_var_ref_"))
         weight, run = train_annealed()  # on one device, given to a step on two
         keras.distribution.set_distribution(keras.distribution.DataParallel(devices=jax.devices()))
         arrays.update(save(out, *train(build())))
         arrays.update(save(out, *train(build("schedule")), prefix="sched_"))
         arrays.update(save(out, *run(build(weight)), prefix="var_"))
+        arrays.update(save(out, *train_annealed_stock(), prefix="stock_var_"))
     elif mode == "multi_worker":
         os.environ["KERAS_BACKEND"] = "tensorflow"
         import tensorflow as tf

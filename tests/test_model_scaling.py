@@ -222,6 +222,17 @@ def test_jax_data_parallel_variable_loss_weight_equals_single_device(data_parall
     assert_annealed_run(data_parallel_run)
 
 
+@pytest.mark.skipif(BACKEND != "jax", reason="keras.distribution.DataParallel is JAX-only here")
+def test_jax_data_parallel_variable_weight_of_keras_own_loss_equals_single_device(
+    data_parallel_run,
+):
+    """The same annealed variable weighing Keras' own loss (compile by output), given to the
+    step on two devices as to kx's own losses (that one device weighs each batch with the
+    assigned value: test_loss_weights.py)."""
+    got, want = load(data_parallel_run, "stock_var_"), load(data_parallel_run, "stock_var_ref_")
+    assert_same_run(got, want)
+
+
 def assert_annealed_run(path):
     """distributed_worker's `train_annealed`: a callback sets the l1 weight, a variable made
     outside the distribution, to 0.1 * (batch + 1) before each of an epoch's 4 batches; the
