@@ -66,6 +66,7 @@ PRIVATE_ATTRIBUTES = (
     "_value",
     "_compile_loss",
     "_user_loss_weights",
+    "_compile_config",
 )
 
 # The private attributes in which a `keras.metrics.Metric` holds its variables (a stateless copy
@@ -157,6 +158,12 @@ def stored_values(pairs):
     finally:
         for variable, value in saved:
             variable._value = value
+
+
+def set_saved_compile_argument(model, name, value):
+    """Makes `model.get_compile_config()` save `value` as `compile`'s argument `name` (Keras
+    saves the arguments as given: `keras.Variable` loss weights cannot be serialized on JAX)."""
+    model._compile_config.config[name] = value
 
 
 def keras_loss_weight_variables(model):

@@ -170,7 +170,7 @@ class LossWeights(Mapping):
                 )
         self.state = _LossWeightsState(dynamic) if dynamic else None
         # What `get_compile_config` saves: variables as their values (see _SavedVariable).
-        self.compile_argument = _saveable(loss_weights)
+        self.compile_argument = saveable(loss_weights)
 
     def __getitem__(self, key):
         return self._weights[key]
@@ -600,10 +600,14 @@ def _schedule_values(where, schedule):
     return evaluate
 
 
-def _saveable(loss_weights):
-    if not isinstance(loss_weights, dict):
-        return loss_weights
-    return {
-        k: _SavedVariable(w) if isinstance(w, keras.Variable) else w
-        for k, w in loss_weights.items()
-    }
+def saveable(loss_weights):
+    """`loss_weights` as a compile config saves them: each `keras.Variable` as its value
+    (`_SavedVariable`; loading makes a new variable holding it)."""
+    def saved(w):
+        return _SavedVariable(w) if isinstance(w, keras.Variable) else w
+
+    if isinstance(loss_weights, dict):
+        return {k: saved(w) for k, w in loss_weights.items()}
+    if isinstance(loss_weights, (list, tuple)):
+        return type(loss_weights)(saved(w) for w in loss_weights)
+    return loss_weights

@@ -17,7 +17,7 @@ import numpy as np
 from kx import _class_weight, _keras
 from kx._compiled import CompiledDefinitions, uses_definitions
 from kx._loss_weights import attach as attach_loss_weights
-from kx._loss_weights import check_beside_keras_losses
+from kx._loss_weights import check_beside_keras_losses, saveable
 from kx._structure import named_targets, output_names
 from kx.backend import TrainStep, distribute_source
 
@@ -105,7 +105,7 @@ class CustomModel(TrainStep, keras.Model):
             check_beside_keras_losses(loss_weights)
             self._kx = None
             attach_loss_weights(self, None)
-            return super().compile(
+            super().compile(
                 optimizer=optimizer,
                 loss=loss,
                 loss_weights=loss_weights,
@@ -113,6 +113,9 @@ class CustomModel(TrainStep, keras.Model):
                 weighted_metrics=weighted_metrics,
                 **kwargs,
             )
+            # A variable weight is saved as its value (Keras cannot serialize it on JAX).
+            _keras.set_saved_compile_argument(self, "loss_weights", saveable(loss_weights))
+            return
         kx_compiled = CompiledDefinitions(
             loss, loss_weights, metrics, weighted_metrics, output_names(self)
         )

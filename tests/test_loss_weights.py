@@ -862,6 +862,27 @@ def test_a_variable_beside_keras_own_losses_weighs_with_its_current_value(jit, o
         assert_close(ours.values("loss"), stock.values("loss"), rtol=1e-5)
 
 
+def test_a_variable_weight_of_keras_own_loss_is_saved_as_its_value(tmp_path):
+    """Stock Keras cannot save this compile config on JAX and torch (it cannot serialize a
+    `keras.Variable`); kx saves the variable's value, and the loaded model weighs with a new
+    variable that holds it, as with kx's own losses."""
+    weight = keras.Variable(0.3, trainable=False)
+    model = two_output_model()
+    model.compile(optimizer="sgd", loss=keras_losses(),
+                  loss_weights={"logits": 1.0, "recon": weight})  # fmt: skip
+    x, y = arrays()
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    weight.assign(0.7)
+    model.save(str(tmp_path / "m.keras"))
+    loaded = keras.models.load_model(str(tmp_path / "m.keras"))
+    n = len(x["x"])  # one batch: the epoch means add up exactly
+    logs = loaded.evaluate(x, y, batch_size=n, verbose=0, return_dict=True)
+    assert_close(logs["loss"], logs["logits_loss"] + 0.7 * logs["recon_loss"], rtol=1e-5)
+    want = model.evaluate(x, y, batch_size=n, verbose=0, return_dict=True)
+    for key in want:
+        assert_close(logs[key], want[key], rtol=1e-6, err_msg=key)
+
+
 def weighs_with(recorder, assigned):
     """Whether each batch's total is `logits_loss + weight * recon_loss` with the weight assigned
     before it."""
