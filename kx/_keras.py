@@ -162,7 +162,7 @@ def stored_values(pairs):
 
 def set_saved_compile_argument(model, name, value):
     """Makes `model.get_compile_config()` save `value` as `compile`'s argument `name` (Keras
-    saves the arguments as given: `keras.Variable` loss weights cannot be serialized on JAX)."""
+    saves the arguments as given: `keras.Variable` loss weights fail on JAX and torch)."""
     model._compile_config.config[name] = value
 
 

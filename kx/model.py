@@ -113,7 +113,7 @@ class CustomModel(TrainStep, keras.Model):
                 weighted_metrics=weighted_metrics,
                 **kwargs,
             )
-            # A variable weight is saved as its value (Keras cannot serialize it on JAX).
+            # A variable weight is saved as its value (Keras cannot serialize it on JAX and torch).
             _keras.set_saved_compile_argument(self, "loss_weights", saveable(loss_weights))
             return
         kx_compiled = CompiledDefinitions(
