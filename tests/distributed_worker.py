@@ -79,40 +79,28 @@ def build_stock(recon_weight=0.3, cls=None):
     return model
 
 
-def train_annealed_stock():
-    """train_annealed() for build_stock(weight, kx.CustomModel): Keras' own losses (by output),
-    and no class weights (Keras takes none for several outputs)."""
-    import keras
-
-    import kx
-
-    weight, _ = train_annealed()
-    anneal = keras.callbacks.LambdaCallback(
-        on_train_batch_begin=lambda batch, logs: weight.assign(0.1 * (batch + 1)))
-    model = build_stock(weight, kx.CustomModel)
-    h = model.fit(*data(), batch_size=BATCH, shuffle=False, epochs=EPOCHS, verbose=0,
-                  callbacks=[anneal])
-    return h.history, model.get_weights()
-
-
 def l1_recon(inputs_targets, outputs):
     import keras
 
     return keras.ops.mean(keras.ops.abs(outputs["recon"] - inputs_targets["recon"]), axis=-1)
 
 
-def train(model, x=None, y=None, callbacks=None):
+CLASS_WEIGHT = {"logits": {0: 2.0, 2: 0.5}}
+
+
+def train(model, x=None, y=None, callbacks=None, class_weight=CLASS_WEIGHT):
     if x is None:
         x, y = data()
     h = model.fit(x, y, batch_size=BATCH, shuffle=False, epochs=EPOCHS, verbose=0,
-                  class_weight={"logits": {0: 2.0, 2: 0.5}}, callbacks=callbacks)
+                  class_weight=class_weight, callbacks=callbacks)
     return h.history, model.get_weights()
 
 
-def train_annealed():
+def train_annealed(class_weight=CLASS_WEIGHT):
     """build() with a `keras.Variable` l1 weight that a callback sets to 0.1 * (batch + 1)
     before each batch. The variable is created where the caller is (outside any
-    distribution's scope: on one device)."""
+    distribution's scope: on one device). `class_weight=None` for a model compiled with Keras'
+    own losses (Keras takes no class weights for several outputs)."""
     import keras
 
     weight = keras.Variable(0.1, trainable=False)
@@ -121,7 +109,7 @@ def train_annealed():
         def on_train_batch_begin(self, batch, logs=None):
             weight.assign(0.1 * (batch + 1))
 
-    return weight, lambda model: train(model, callbacks=[Anneal()])
+    return weight, lambda model: train(model, callbacks=[Anneal()], class_weight=class_weight)
 
 
 def generator(loaded=None):
@@ -144,7 +132,7 @@ def generator(loaded=None):
 
 def train_generator(model, loaded=None):
     h = model.fit(generator(loaded), shuffle=False, epochs=EPOCHS, verbose=0,
-                  class_weight={"logits": {0: 2.0, 2: 0.5}})
+                  class_weight=CLASS_WEIGHT)
     return h.history, model.get_weights()
 
 
@@ -176,7 +164,7 @@ def main():
             model = build()
         x, y = data()
         dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(BATCH)
-        h = model.fit(dataset, epochs=EPOCHS, verbose=0, class_weight={"logits": {0: 2.0, 2: 0.5}})
+        h = model.fit(dataset, epochs=EPOCHS, verbose=0, class_weight=CLASS_WEIGHT)
         arrays.update(save(out, h.history, model.get_weights(), prefix="dataset_"))
         arrays.update(save(out, *train(build("schedule")), prefix="sched_ref_"))
         with strategy.scope():
@@ -216,18 +204,22 @@ def main():
         import jax
         import keras
 
+        import kx
+
         assert len(jax.devices()) == 2
         arrays.update(save(out, *train(build()), prefix="ref_"))
         arrays.update(save(out, *train(build("schedule")), prefix="sched_ref_"))
         weight, run = train_annealed()
         arrays.update(save(out, *run(build(weight)), prefix="var_ref_"))
-        arrays.update(save(out, *train_annealed_stock(), prefix="stock_var_ref_"))
+        weight, run = train_annealed(class_weight=None)
+        arrays.update(save(out, *run(build_stock(weight, kx.CustomModel)), prefix="stock_var_ref_"))
         weight, run = train_annealed()  # on one device, given to a step on two
         keras.distribution.set_distribution(keras.distribution.DataParallel(devices=jax.devices()))
         arrays.update(save(out, *train(build())))
         arrays.update(save(out, *train(build("schedule")), prefix="sched_"))
         arrays.update(save(out, *run(build(weight)), prefix="var_"))
-        arrays.update(save(out, *train_annealed_stock(), prefix="stock_var_"))
+        weight, run = train_annealed(class_weight=None)
+        arrays.update(save(out, *run(build_stock(weight, kx.CustomModel)), prefix="stock_var_"))
     elif mode == "multi_worker":
         os.environ["KERAS_BACKEND"] = "tensorflow"
         import tensorflow as tf
