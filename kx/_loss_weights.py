@@ -23,6 +23,7 @@ from keras import ops
 from kx import _keras
 from kx.backend import (
     CurrentValue,
+    as_keras_variable,
     compiled,
     float32,
     read_variable,
@@ -505,7 +506,9 @@ def _parse_one(name, weight):
             f"{where}: a string weighs the whole dict (loss_weights='uncertainty' or 'dwa'). "
             f"For one loss, use kx.UncertaintyWeight(). Received: {weight!r}"
         )
-    if isinstance(weight, keras.Variable):
+    variable = as_keras_variable(weight)
+    if variable is not None:
+        weight = variable
         if weight.trainable:
             raise ValueError(
                 f"{where} is a trainable keras.Variable: the optimizer would update it, with no "
@@ -518,15 +521,28 @@ def _parse_one(name, weight):
                 f"{where}: expected a scalar keras.Variable. Received shape {tuple(weight.shape)}."
             )
         dtype = keras.backend.standardize_dtype(weight.dtype)
-        if dtype == "bool" or not (
-            keras.backend.is_float_dtype(dtype) or keras.backend.is_int_dtype(dtype)
-        ):
-            raise TypeError(f"{where}: expected a numeric keras.Variable. Received dtype {dtype}.")
+        if not keras.backend.is_float_dtype(dtype):
+            raise TypeError(
+                f"{where}: expected a floating-point keras.Variable. Received dtype {dtype}"
+                + (
+                    ": it would round every value assigned to it (keras.Variable(1) is int32; "
+                    "create it as keras.Variable(1.0, trainable=False))."
+                    if keras.backend.is_int_dtype(dtype)
+                    else "."
+                )
+            )
         _check_constant(where, float(ops.convert_to_numpy(weight.value)), "holds")
         return _Variable(weight)
     if isinstance(weight, keras.optimizers.schedules.LearningRateSchedule):
         _check_schedule(where, weight)
         return _Schedule(weight)
+    if callable(getattr(weight, "assign", None)):  # a variable kx cannot follow: not frozen
+        raise TypeError(
+            f"{where}: expected a number, a non-trainable keras.Variable or a schedule. "
+            f"Received a {type(weight).__module__}.{type(weight).__name__}, which "
+            f"{keras.backend.backend()!r} Keras steps would read once; to change the weight "
+            "during training, give a keras.Variable(..., trainable=False) and assign it."
+        )
     try:
         if isinstance(weight, (bool, str)):
             raise TypeError(type(weight).__name__)
@@ -576,15 +592,19 @@ def _check_schedule(where, schedule):
 
 def _schedule_values(where, schedule):
     """A function: int32 steps -> float64 values of `schedule`, compiled (one trace, not one
-    eager dispatch per op and step), vectorised when the schedule allows it."""
+    eager dispatch per op and step). The schedule sees one scalar step at a time (`ops.map`):
+    Keras' `CosineDecay` with warm-up, say, takes no vector of steps, and TensorFlow would log
+    the failed call as an error."""
     call = compiled(lambda step: ops.cast(schedule(step), "float32"))
+    call_each = compiled(lambda steps: ops.map(lambda step: ops.cast(schedule(step), "float32"),
+                                               steps))
 
     def evaluate(steps):
         try:
-            values = ops.convert_to_numpy(call(ops.convert_to_tensor(steps)))
+            values = ops.convert_to_numpy(call_each(ops.convert_to_tensor(steps)))
             if np.shape(values) == steps.shape:
                 return np.asarray(values, "float64")
-        except Exception:  # written for scalar steps (e.g. a `cond`): one step at a time below
+        except Exception:  # one step at a time below, which says at which step it fails
             pass
         values = []
         for step in steps:

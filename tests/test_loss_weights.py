@@ -738,6 +738,21 @@ def test_bad_loss_weights_are_clear_errors_at_compile():
         compile_with([1.0, 2.0])
 
 
+def test_compile_checks_a_schedule_one_scalar_step_at_a_time():
+    """Keras' `CosineDecay` with warm-up, among others, is written for a scalar step (a
+    `cond`); given a vector, TensorFlow logs an INVALID_ARGUMENT error at compile."""
+    steps = []
+
+    class Recorded(keras.optimizers.schedules.LearningRateSchedule):
+        def __call__(self, step):
+            steps.append(tuple(step.shape))
+            return keras.optimizers.schedules.CosineDecay(
+                0.0, 100, warmup_target=1.0, warmup_steps=10)(step)
+
+    compile_with({"mse": Recorded()})
+    assert steps and set(steps) == {()}
+
+
 def test_a_schedule_that_goes_negative_names_the_step():
     decay = keras.optimizers.schedules.PolynomialDecay(1.0, 100, end_learning_rate=-1.0)
     match = r"`loss_weights\['mse'\]`: the schedule PolynomialDecay gives -0.02 at step 51; "
@@ -750,13 +765,39 @@ def test_dwa_needs_two_losses():
         compile_with("dwa", loss={"ce": kx_losses()["ce"]})
 
 
-def test_a_trainable_variable_points_to_uncertainty_weight():
+def test_bad_variable_weights_are_clear_errors_at_compile():
     with pytest.raises(ValueError, match=r"trainable keras.Variable.*kx.UncertaintyWeight\(\)"):
         compile_with({"mse": keras.Variable(1.0)})
     with pytest.raises(ValueError, match=r"expected a scalar keras.Variable.*\(2,\)"):
         compile_with({"mse": keras.Variable([1.0, 2.0], trainable=False)})
     with pytest.raises(ValueError, match=r"`loss_weights\['mse'\]` holds -2.0"):
         compile_with({"mse": keras.Variable(-2.0, trainable=False)})
+    # keras.Variable(1) is int32, and assigning it 0.5 stores 0 (in stock Keras too)
+    integer = keras.Variable(1, trainable=False)
+    with pytest.raises(TypeError, match=r"expected a floating-point keras.Variable. Received "
+                                        r"dtype int32: it would round .*keras.Variable\(1.0, "):
+        compile_with({"mse": integer})
+
+
+def test_a_tf_variable_weight_is_followed_on_tensorflow_and_refused_elsewhere():
+    """Stock Keras on TensorFlow reads a `tf.Variable` weight at every step; kx did once, at
+    compile. Under JAX and torch nothing could follow it: refused."""
+    tf = pytest.importorskip("tensorflow", reason="tf.Variable needs TensorFlow installed")
+    variable = tf.Variable(0.5, trainable=False)
+    if BACKEND != "tensorflow":
+        with pytest.raises(TypeError, match=rf"Received a tensorflow\..*Variable, which "
+                                            rf"'{BACKEND}' Keras steps would read once"):
+            compile_with({"mse": variable})
+        return
+    with pytest.raises(ValueError, match=r"trainable keras.Variable"):
+        compile_with({"mse": tf.Variable(0.5)})
+    weights = [0.0, 0.25, 1.5]
+    setter = keras.callbacks.LambdaCallback(
+        on_train_batch_begin=lambda batch, logs: variable.assign(weights[batch % 3]))
+    _, _, recorder = fit({"mse": variable}, callbacks=[setter])
+    logged = recorder.values("mse_weight")
+    assert logged == [weights[b % 3] for epoch in recorder.epochs for b in range(len(epoch))]
+    assert_total_is_weighted(recorder)
 
 
 class AssignAt(keras.callbacks.Callback):

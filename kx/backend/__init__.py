@@ -141,6 +141,13 @@ def compiled(fn):
     return fn
 
 
+def as_keras_variable(x):
+    """`x` if it is a `keras.Variable`, or (TensorFlow) a `keras.Variable` holding `x` if it
+    is a `tf.Variable` (the same variable: assignments to either are seen by both); None for
+    anything else."""
+    return x if isinstance(x, keras.Variable) else None
+
+
 def step_count(model):
     """The optimizer's iteration count that the running step weighs a schedule with (0 without
     an optimizer); None where a step cannot read it (JAX: a trace outside kx's steps)."""
@@ -193,6 +200,7 @@ _backend = keras.backend.backend()
 if _backend == "tensorflow":
     from kx.backend.tensorflow import (  # noqa: F811
         TrainStep,
+        as_keras_variable,
         compiled,
         distribute_source,
         first_argmax,
@@ -232,6 +240,7 @@ else:
 __all__ = [
     "CurrentValue",
     "TrainStep",
+    "as_keras_variable",
     "clip",
     "compiled",
     "concrete_value",

@@ -22,7 +22,8 @@ Keras would otherwise turn it into a `tf.data` pipeline that every worker comput
 The train and test functions run their steps `marked` (in each replica's thread) and keep their
 last logs, for `CurrentValue`.
 
-Four primitives: `schedule_reader` reads a kx schedule from a table of its values (without
+Five primitives: `as_keras_variable` adopts a `tf.Variable` (given as a loss weight, as stock
+Keras on TensorFlow allows); `schedule_reader` reads a kx schedule from a table of its values (without
 accelerators); `compiled` runs a pure function as a `tf.function` when called eagerly (one
 graph call instead of one dispatch per op), and inline when already inside a graph;
 `first_argmax` is TensorFlow's own argmax (Keras' adds a flush-to-zero fix: about 20 ops, 4x
@@ -51,6 +52,18 @@ def float32(x):
     if isinstance(x, keras.Variable):
         x = tf.convert_to_tensor(x.value)  # under tf.distribute, the replica's own
     return _generic_float32(x)
+
+
+def as_keras_variable(x):
+    """`x` if it is a `keras.Variable`; a `tf.Variable` adopted by a `keras.Variable` (Keras
+    keeps the one it is given: assignments to either are seen by both); None for anything
+    else."""
+    if isinstance(x, keras.Variable):
+        return x
+    if not isinstance(x, tf.Variable):
+        return None
+    name = x.name.split(":")[0].replace("/", "_")  # Keras refuses "/" in a name
+    return keras.Variable(x, trainable=x.trainable, dtype=x.dtype.name, name=name)
 
 
 def first_argmax(x):
