@@ -292,6 +292,15 @@ def test_variable_value_is_saved_with_the_compile_state(tmp_path):
     logs = loaded.evaluate(x, y, verbose=0, return_dict=True)
     assert_close(logs["mse_weight"], 0.3)
     assert_close(logs["loss"], logs["ce"] + 0.3 * logs["mse"], rtol=1e-5)
+    # The loaded model weighs with a new variable (stock Keras on TensorFlow: a constant); to go
+    # on assigning one's own, compile it again with that, keeping its optimizer and count.
+    weight.assign(0.9)
+    assert_close(loaded.evaluate(x, y, verbose=0, return_dict=True)["mse_weight"], 0.3)
+    iterations = int(loaded.optimizer.iterations)
+    loaded.compile(optimizer=loaded.optimizer, loss=kx_losses(), loss_weights={"mse": weight})
+    assert_close(loaded.evaluate(x, y, verbose=0, return_dict=True)["mse_weight"], 0.9)
+    loaded.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    assert int(loaded.optimizer.iterations) == iterations + len(x["x"]) // 16
 
 
 # -- a train_step of the user's own ----------------------------------------------------------------
