@@ -621,10 +621,11 @@ def _schedule_values(where, schedule):
 
 
 def saveable(loss_weights):
-    """`loss_weights` as a compile config saves them: each `keras.Variable` as its value
-    (`_SavedVariable`; loading makes a new variable holding it)."""
+    """`loss_weights` as a compile config saves them: each `keras.Variable` (or TensorFlow's
+    `tf.Variable`) as its value (`_SavedVariable`; loading makes a new variable holding it)."""
     def saved(w):
-        return _SavedVariable(w) if isinstance(w, keras.Variable) else w
+        variable = as_keras_variable(w)
+        return w if variable is None else _SavedVariable(variable)
 
     if isinstance(loss_weights, dict):
         return {k: saved(w) for k, w in loss_weights.items()}

@@ -788,9 +788,10 @@ def test_bad_variable_weights_are_clear_errors_at_compile():
         compile_with({"mse": integer})
 
 
-def test_a_tf_variable_weight_is_followed_on_tensorflow_and_refused_elsewhere():
+def test_a_tf_variable_weight_is_followed_on_tensorflow_and_refused_elsewhere(tmp_path):
     """Stock Keras on TensorFlow reads a `tf.Variable` weight at every step; kx did once, at
-    compile. Under JAX and torch nothing could follow it: refused."""
+    compile. Under JAX and torch nothing could follow it: refused. Saved as a keras.Variable's
+    value is."""
     tf = pytest.importorskip("tensorflow", reason="tf.Variable needs TensorFlow installed")
     variable = tf.Variable(0.5, trainable=False)
     if BACKEND != "tensorflow":
@@ -803,10 +804,15 @@ def test_a_tf_variable_weight_is_followed_on_tensorflow_and_refused_elsewhere():
     weights = [0.0, 0.25, 1.5]
     setter = keras.callbacks.LambdaCallback(
         on_train_batch_begin=lambda batch, logs: variable.assign(weights[batch % 3]))
-    _, _, recorder = fit({"mse": variable}, callbacks=[setter])
+    model, _, recorder = fit({"mse": variable}, callbacks=[setter])
     logged = recorder.values("mse_weight")
     assert logged == [weights[b % 3] for epoch in recorder.epochs for b in range(len(epoch))]
     assert_total_is_weighted(recorder)
+    variable.assign(0.75)
+    model.save(str(tmp_path / "m.keras"))
+    logs = keras.models.load_model(str(tmp_path / "m.keras")).evaluate(
+        *arrays(), verbose=0, return_dict=True)
+    assert_close(logs["mse_weight"], 0.75)
 
 
 class AssignAt(keras.callbacks.Callback):

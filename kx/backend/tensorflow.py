@@ -23,9 +23,9 @@ The train and test functions run their steps `marked` (in each replica's thread)
 last logs, for `CurrentValue`.
 
 Five primitives: `as_keras_variable` adopts a `tf.Variable` (given as a loss weight, as stock
-Keras on TensorFlow allows); `schedule_reader` reads a kx schedule from a table of its values (without
-accelerators); `compiled` runs a pure function as a `tf.function` when called eagerly (one
-graph call instead of one dispatch per op), and inline when already inside a graph;
+Keras on TensorFlow allows); `schedule_reader` reads a kx schedule from a table of its values
+(without accelerators); `compiled` runs a pure function as a `tf.function` when called eagerly
+(one graph call instead of one dispatch per op), and inline when already inside a graph;
 `first_argmax` is TensorFlow's own argmax (Keras' adds a flush-to-zero fix: about 20 ops, 4x
 the time inside a compiled step); `float32` reads a variable once, as a tensor of its own.
 """
