@@ -28,6 +28,7 @@ each turn over them: two identical models differed by up to 5% over a whole run 
     python benchmarks/fit_overhead.py --backend jax    # one backend
     python benchmarks/fit_overhead.py --suite loss_weights
     python benchmarks/fit_overhead.py --suite loss_weights_steps   # the steps alone
+    python benchmarks/fit_overhead.py --suite loss_weights_steps --jit-compile  # XLA
 """
 
 import argparse
@@ -242,7 +243,7 @@ def ratio_row(steps, times, reference, other, steps_per_turn):
 
 
 def measure(backend, epochs, turn, samples, batch_size, suite="fit", block=1, instances=1,
-            models_of_suite=("mlp", "cnn", "vae")):
+            models_of_suite=("mlp", "cnn", "vae"), jit_compile="auto"):
     os.environ["KERAS_BACKEND"] = backend
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import keras
@@ -313,7 +314,8 @@ def measure(backend, epochs, turn, samples, batch_size, suite="fit", block=1, in
         model.compile(optimizer=keras.optimizers.Adam(1e-3),
                       loss={"recon": kx.LossDefinition("pixels", "recon", "binary_crossentropy"),
                             "kl": kx.ExtendedLoss(kl_divergence)},
-                      loss_weights={"kl": loss_weight}, metrics=metrics if log else None)
+                      loss_weights={"kl": loss_weight}, metrics=metrics if log else None,
+                      jit_compile=jit_compile)
         return model
 
     def compiled(build, use_kx, policy="float32", loss_weight=None, log=False,
@@ -342,8 +344,10 @@ def measure(backend, epochs, turn, samples, batch_size, suite="fit", block=1, in
     steps = epochs * -(-samples // batch_size)
     if suite in ("loss_weights", "loss_weights_steps"):
         families = {  # name: (model of a weight, targets)
-            "mlp": (lambda w, log: compiled(mlp, True, loss_weight=w, log=log), y),
-            "cnn": (lambda w, log: compiled(cnn, True, loss_weight=w, log=log), y),
+            "mlp": (lambda w, log: compiled(mlp, True, loss_weight=w, log=log,
+                                            jit_compile=jit_compile), y),
+            "cnn": (lambda w, log: compiled(cnn, True, loss_weight=w, log=log,
+                                            jit_compile=jit_compile), y),
             "vae": (vae, {"pixels": x}),
         }
         for name in models_of_suite:
@@ -406,11 +410,15 @@ def main():
                         help="loss weights: models built per weight, their turns averaged")
     parser.add_argument("--models", default="mlp,cnn,vae",
                         help="loss weights: the models, of mlp, cnn, vae (comma-separated)")
+    parser.add_argument("--jit-compile", action="store_true",
+                        help="loss weights: compile with jit_compile=True (on a CPU, Keras' "
+                             "'auto' leaves TensorFlow's XLA off)")
     parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.backend and args.json:
         rows = measure(args.backend, args.epochs, args.turn, args.samples, args.batch_size,
-                       args.suite, args.block, args.instances, args.models.split(","))
+                       args.suite, args.block, args.instances, args.models.split(","),
+                       True if args.jit_compile else "auto")
         print("ROWS " + json.dumps(rows))
         return
     rows = []
@@ -419,9 +427,12 @@ def main():
                "--epochs", str(args.epochs), "--turn", str(args.turn),
                "--samples", str(args.samples), "--batch-size", str(args.batch_size),
                "--suite", args.suite, "--block", str(args.block),
-               "--instances", str(args.instances), "--models", args.models]
+               "--instances", str(args.instances), "--models", args.models,
+               *(["--jit-compile"] if args.jit_compile else [])]
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
         rows += json.loads(next(ln for ln in out.splitlines() if ln.startswith("ROWS "))[5:])
+    if args.jit_compile:
+        print("jit_compile=True")
     if args.suite == "loss_weights_steps":
         print(f"steps/s over {args.epochs} epochs of {args.samples} samples, batch "
               f"{args.batch_size}, steps alone (each model's train_function in turns of "
