@@ -8,7 +8,8 @@ index of the largest score (all three), and compiling a pure function for eager 
 and JAX dispatch each eager op separately). Also what a step weighs a loss with: `step_count`
 and `read_variable` (the optimizer's iteration count, a variable given as a loss weight, as the
 running step sees them: JAX's stateless step sees only the model's state where the loss runs, and
-kx's compiled JAX steps are given the rest, a variable weight of Keras' own loss too), and
+kx's compiled JAX steps are given the rest, a variable weight of Keras' own loss too),
+`as_keras_variable` (which variables a weight may be: TensorFlow adopts a `tf.Variable`), and
 `CurrentValue` (`_current_value.py`, the same on every backend), the metric that logs a weight in
 effect: it holds no state, each step logs the value it weighed with, and every backend's
 `TrainStep` keeps the last logs for it.
