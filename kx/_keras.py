@@ -160,6 +160,18 @@ def stored_values(pairs):
             variable._value = value
 
 
+def step_counter(optimizer):
+    """`(variable, divisor)`: the variable that counts `optimizer`'s train steps, and what
+    `optimizer.iterations` divides it by. With `gradient_accumulation_steps`, Keras'
+    `iterations` is a tensor (the count of updates: steps // accumulation steps), not a
+    variable; a `LossScaleOptimizer` counts with its inner optimizer's."""
+    inner = getattr(optimizer, "inner_optimizer", None)
+    if inner is not None:
+        return step_counter(inner)
+    steps = optimizer.gradient_accumulation_steps
+    return (optimizer._iterations, steps) if steps else (optimizer.iterations, 1)
+
+
 def set_saved_compile_argument(model, name, value):
     """Makes `model.get_compile_config()` save `value` as `compile`'s argument `name` (Keras
     saves the arguments as given: `keras.Variable` loss weights fail on JAX and torch)."""

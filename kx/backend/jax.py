@@ -201,14 +201,16 @@ def _compiled_step(model, name, shardings):
 def _given_variables(model, name):
     """The variables that `model`'s compiled step `name` is given: each variable loss weight
     that the model does not own (its stateless step does not see it), kx's or Keras' own loss's
-    (`compile` with Keras' `loss`), and in a test step the optimizer's iteration count for a
-    schedule (the train step reads it from its state)."""
+    (`compile` with Keras' `loss`), and in a test step the variable that counts the
+    optimizer's steps, for a schedule (`_keras.step_counter`; the train step reads it from its
+    state)."""
     trackers = [m for m in model.metrics if isinstance(m, CurrentValue)]
     owned = {id(v) for v in (*model.trainable_variables, *model.non_trainable_variables)}
     given = {id(v): v for v in _variable_weights(model) if id(v) not in owned}
     optimizer = getattr(model, "optimizer", None)
     if name == "test_step" and optimizer is not None and any(t.needs_count for t in trackers):
-        given[id(optimizer.iterations)] = optimizer.iterations
+        counter, _ = _keras.step_counter(optimizer)
+        given[id(counter)] = counter
     return list(given.values())
 
 
@@ -278,16 +280,20 @@ def _step_depth():
 
 
 def step_count(model):
-    """The optimizer's iteration count that the running step weighs with: in kx's train step
-    from its state, in kx's compiled test step as it was given, eagerly the count itself; None
-    in any other trace."""
+    """The optimizer's iteration count (`optimizer.iterations`: updates, with gradient
+    accumulation) that the running step weighs with: in kx's train step from its state, in kx's
+    compiled test step as it was given, eagerly the count itself; None in any other trace."""
     optimizer = getattr(model, "optimizer", None)
     if optimizer is None:
         return jnp.zeros((), "int32")
+    counter, divisor = _keras.step_counter(optimizer)
     state = getattr(_STEPS, "train_state", None)
     if state is not None:
-        return _iteration_count(model, state)
-    return read_variable(optimizer.iterations)
+        position = next(k for k, v in enumerate(optimizer.variables) if v is counter)
+        count = state[2][position]
+    else:
+        count = read_variable(counter)
+    return count if count is None or divisor == 1 else count // divisor
 
 
 def read_variable(variable):
@@ -300,14 +306,6 @@ def read_variable(variable):
     if not _keras.is_in_jax_tracing_scope() or _keras.mapped_in_scope(variable):
         return variable
     return None
-
-
-def _iteration_count(model, state):
-    """The optimizer's iteration count in a train step's `state`."""
-    position = next(
-        k for k, v in enumerate(model.optimizer.variables) if v is model.optimizer.iterations
-    )
-    return state[2][position]
 
 
 def _function(model, step, given):
