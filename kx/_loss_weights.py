@@ -38,6 +38,8 @@ _PACKAGE = "kx"
 _ATTRIBUTE = "_kx_loss_weights"  # the model attribute holding their state; saved files name it
 _DWA_TEMPERATURE = 2.0  # Liu, Johns & Davison's T
 _TASKS = {"regression": 0.5, "classification": 1.0}  # factor of exp(-s) in the loss term
+# How far below 0, relative to its largest value, a schedule's value is float32 rounding of 0.
+_ROUNDING = 1e-6
 # Steps at which a schedule is checked at compile: the first ones, then around powers of two.
 _PROBE_STEPS = sorted({*range(17), *(2**k + d for k in range(5, 31) for d in (-1, 0, 1))})
 
@@ -137,8 +139,9 @@ class _Variable:
 
 
 class _Schedule:
-    def __init__(self, schedule):
+    def __init__(self, schedule, clamped):
         self.schedule = schedule
+        self.clamped = clamped  # read as max(value, 0): it rounds below 0 (`_check_schedule`)
 
 
 class _DynamicWeightAverage:
@@ -290,7 +293,7 @@ class _LossWeightsState:
                         name=f"{key}_log_variance",
                     )  # fmt: skip
                 elif isinstance(weight, _Schedule):
-                    self.schedules[key] = schedule_reader(weight.schedule)
+                    self.schedules[key] = _reader(weight)
             dwa = [k for k, weight in weights.items() if isinstance(weight, _DynamicWeightAverage)]
             if dwa:
                 self.dwa_keys = dwa
@@ -534,8 +537,7 @@ def _parse_one(name, weight):
         _check_constant(where, float(ops.convert_to_numpy(weight.value)), "holds")
         return _Variable(weight)
     if isinstance(weight, keras.optimizers.schedules.LearningRateSchedule):
-        _check_schedule(where, weight)
-        return _Schedule(weight)
+        return _Schedule(weight, clamped=_check_schedule(where, weight))
     if callable(getattr(weight, "assign", None)):  # a variable kx cannot follow: not frozen
         raise TypeError(
             f"{where}: expected a number, a non-trainable keras.Variable or a schedule. "
@@ -565,21 +567,25 @@ def _check_constant(where, value, verb):
 def _check_schedule(where, schedule):
     """Evaluates the schedule at `_PROBE_STEPS` and around its boundaries, if it has any; a
     negative value is traced back to the first step of its run (bisection from the last good
-    probe)."""
+    probe). Returns whether it rounds below 0: a value within `_ROUNDING` of its largest is
+    float32 rounding of 0, not a negative weight (XLA computes Keras' `PolynomialDecay` to 0 as
+    -1.5e-8 from its last step on, under JAX), and the schedule is then read as max(value, 0)."""
     steps = set(_PROBE_STEPS)
     for boundary in getattr(schedule, "boundaries", None) or ():
         steps.update(int(boundary) + d for d in (-1, 0, 1) if int(boundary) + d >= 0)
     steps = np.asarray(sorted(steps), "int32")
     evaluate = _schedule_values(where, schedule)
     values = evaluate(steps)
-    bad = np.flatnonzero(~np.isfinite(values) | (values < 0))
+    finite = np.isfinite(values)
+    floor = -_ROUNDING * (np.abs(values[finite]).max() if finite.any() else 0.0)
+    bad = np.flatnonzero(~finite | (values < floor))
     if not bad.size:
-        return
+        return bool((values < 0).any())
     i = bad[0]
     lo, hi = (int(steps[i - 1]), int(steps[i])) if i else (None, int(steps[0]))
     while lo is not None and hi - lo > 1:
         mid = (lo + hi) // 2
-        if evaluate(np.asarray([mid], "int32"))[0] >= 0:
+        if evaluate(np.asarray([mid], "int32"))[0] >= floor:
             lo = mid
         else:
             hi = mid
@@ -588,6 +594,14 @@ def _check_schedule(where, schedule):
         f"{where}: the schedule {type(schedule).__name__} gives {value:.6g} at step {hi}; a loss "
         "weight must be finite and >= 0 at every step."
     )
+
+
+def _reader(weight):
+    """A function: the optimizer's iteration count -> the value of the `_Schedule` `weight`."""
+    read = schedule_reader(weight.schedule)
+    if not weight.clamped:
+        return read
+    return lambda step: ops.maximum(float32(read(step)), 0.0)
 
 
 def _schedule_values(where, schedule):
