@@ -108,6 +108,10 @@ def _accelerated():
 def compiled(fn):
     # One tf.function per argument structure (ranks, dtypes, None): each generalises its
     # varying dimensions (a last, smaller batch) instead of retracing, without losing the rank.
+    # Each is traced once by design (a new `fn` each time: say a schedule checked at each
+    # compile), which TensorFlow's frequent-retracing warning would otherwise count across
+    # them all (it counts by the source of `fn`), telling a loop of compiles to stop
+    # "creating @tf.function repeatedly".
     graphs = {}
 
     def call(*args):
@@ -116,6 +120,7 @@ def compiled(fn):
         key = tuple(None if a is None else (len(a.shape), a.dtype) for a in args)
         if key not in graphs:
             graphs[key] = tf.function(fn, autograph=False, reduce_retracing=True)
+            graphs[key]._omit_frequent_tracing_warning = True
         return graphs[key](*args)
 
     return call
