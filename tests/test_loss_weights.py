@@ -642,6 +642,38 @@ def test_a_step_the_loss_scale_optimizer_skips_does_not_advance_the_schedule(dty
     assert_close(recorder.values("mse_weight"), [float(schedule(0))] * 3)
 
 
+def test_a_schedule_counts_updates_under_gradient_accumulation():
+    """With `gradient_accumulation_steps`, Keras' `optimizer.iterations` counts the updates
+    (steps // accumulation steps), which its learning-rate schedules read: so does a loss
+    weight's schedule."""
+    schedule = kx.schedules.LinearWarmup(5, value=0.8, start_value=0.1)
+    model = two_output_model()
+    optimizer = keras.optimizers.SGD(0.1, gradient_accumulation_steps=2)
+    model.compile(optimizer=optimizer, loss=kx_losses(), loss_weights={"mse": schedule})
+    x, y = arrays()
+    _, _, recorder = fit(None, epochs=2, model=model, validation_data=(x, y))  # 6 steps
+    assert int(keras.ops.convert_to_numpy(optimizer.iterations)) == 3
+    assert_close(recorder.values("mse_weight"), [float(schedule(k // 2)) for k in range(6)])
+    assert_total_is_weighted(recorder)
+    assert_close(model.evaluate(x, y, verbose=0, return_dict=True)["mse_weight"],
+                 float(schedule(3)))  # fmt: skip
+
+
+@pytest.mark.parametrize("end", [0.0, -1e-7])
+def test_a_schedule_that_rounds_below_zero_is_read_as_zero(end):
+    """A schedule that decays to 0 may round below it in float32 (JAX's XLA computes
+    `PolynomialDecay(1.0, 10, end_learning_rate=0.0)` as -1.5e-8 from step 10 on; -1e-7 is that
+    on every backend): it is accepted and read as max(value, 0), so no step weighs a loss
+    negatively."""
+    schedule = keras.optimizers.schedules.PolynomialDecay(1.0, 10, end_learning_rate=end)
+    _, history, recorder = fit({"mse": schedule}, epochs=2, batch_size=8)  # 12 steps
+    weights = recorder.values("mse_weight")
+    assert min(weights) >= 0.0
+    assert_close(weights, np.maximum(1.0 - np.arange(12) / 10, 0.0), atol=1e-6)
+    assert_total_is_weighted(recorder)
+    assert history["mse_weight"][-1] == 0.0
+
+
 # -- checkpoints -----------------------------------------------------------------------------------
 
 CHECKPOINTED = {
@@ -718,6 +750,15 @@ def test_validation_logs_the_weights_too():
     assert_close(history["val_loss"], [history["val_ce"][0]
                                        + history["val_mse_weight"][0] * history["val_mse"][0]],
                  rtol=1e-5)  # fmt: skip
+
+
+def test_compiling_in_a_loop_logs_nothing(caplog):
+    """A loop of compiles (a hyperparameter search) checks a new schedule each time: TensorFlow
+    counted those one-off traces as retracing and warned to stop creating tf.functions."""
+    with caplog.at_level("WARNING"):
+        for steps in range(7):
+            compile_with({"mse": kx.schedules.LinearWarmup(10 + steps)})
+    assert not [r.getMessage() for r in caplog.records if r.levelname != "INFO"]
 
 
 # -- bad input -------------------------------------------------------------------------------------
