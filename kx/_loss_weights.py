@@ -622,7 +622,17 @@ def _schedule_values(where, schedule):
             pass
         values = []
         for step in steps:
-            value = ops.convert_to_numpy(call(ops.convert_to_tensor(step)))
+            try:
+                value = ops.convert_to_numpy(call(ops.convert_to_tensor(step)))
+            except Exception as e:
+                raise TypeError(
+                    f"{where}: the schedule {type(schedule).__name__} failed at step {int(step)} "
+                    f"with {type(e).__name__}: {_first_line(e)}. kx evaluates a schedule "
+                    "inside the compiled train step, given the optimizer's iteration count as a "
+                    "tensor, as Keras evaluates a learning-rate schedule; Python control flow on "
+                    "the step fails there: write it with keras.ops, e.g. keras.ops.where(step < "
+                    "100, 0.0, 1.0) for `0.0 if step < 100 else 1.0`."
+                ) from e
             if np.shape(value) != ():
                 raise ValueError(
                     f"{where}: expected the schedule {type(schedule).__name__} to return a "
@@ -632,6 +642,10 @@ def _schedule_values(where, schedule):
         return np.asarray(values, "float64")
 
     return evaluate
+
+
+def _first_line(error):
+    return (str(error).splitlines() or [""])[0].rstrip(".")
 
 
 def saveable(loss_weights):

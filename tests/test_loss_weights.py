@@ -810,6 +810,25 @@ def test_a_schedule_that_goes_negative_names_the_step():
         compile_with({"mse": decay})
 
 
+class PythonIf(keras.optimizers.schedules.LearningRateSchedule):
+    def __call__(self, step):
+        return 0.0 if step < 2 else 1.0
+
+
+def test_a_schedule_with_python_control_flow_is_a_clear_error_where_steps_are_traced():
+    """Keras evaluates a learning-rate schedule inside the step, on a tensor; so does kx. Where
+    the step is traced (TensorFlow's graphs, JAX) a Python `if` on the step cannot work: compile
+    says so, naming the weight and the step. Eager torch runs it as written."""
+    if BACKEND == "torch":
+        _, _, recorder = fit({"mse": PythonIf()}, epochs=1)
+        assert recorder.values("mse_weight") == [0.0, 0.0, 1.0]
+        return
+    match = (r"`loss_weights\['mse'\]`: the schedule PythonIf failed at step 0 with \w+Error: .*"
+             r"Python control flow .* keras.ops.where\(step < 100, 0.0, 1.0\)")
+    with pytest.raises(TypeError, match=match):
+        compile_with({"mse": PythonIf()})
+
+
 def test_dwa_needs_two_losses():
     with pytest.raises(ValueError, match=r"'dwa' .* needs at least two losses.*\['ce'\]"):
         compile_with("dwa", loss={"ce": kx_losses()["ce"]})
