@@ -238,6 +238,12 @@ def check_beside_keras_losses(loss_weights):
         entries = [(f"[{k!r}]", w) for k, w in loss_weights.items()]
     elif isinstance(loss_weights, (list, tuple)):
         entries = [(f"[{i}]", w) for i, w in enumerate(loss_weights)]
+    elif as_keras_variable(loss_weights) is not None:  # Keras: "cannot be used as a boolean"
+        raise TypeError(
+            "`loss_weights` is a variable: with Keras' own `loss`, give variables by output, "
+            "e.g. loss_weights=[v] (one per output) or {'output_name': v}. Received: "
+            f"loss_weights={loss_weights!r}"
+        )
     else:
         entries = [("", loss_weights)]
     for where, weight in entries:

@@ -942,6 +942,10 @@ def test_weights_for_kx_definitions_beside_keras_own_losses_are_refused_at_compi
     ):
         with pytest.raises(error, match=r"Keras' own.*kx.LossDefinition"):
             two_output_model().compile(optimizer="sgd", loss=keras_losses(), loss_weights=weights)
+    # one variable for the whole argument: Keras' "A Keras Variable cannot be used as a boolean"
+    with pytest.raises(TypeError, match=r"`loss_weights` is a variable: .*loss_weights=\[v\]"):
+        two_output_model().compile(optimizer="sgd", loss=keras_losses(),
+                                   loss_weights=keras.Variable(0.5, trainable=False))  # fmt: skip
 
 
 @pytest.mark.parametrize("owner", ["the user", "a layer of the model"])
