@@ -565,6 +565,22 @@ def test_dwa_weights_follow_the_formula_on_the_logged_epoch_losses():
     assert_close(recorder.values("mse_weight")[6:9], [history["mse_weight"][2]] * 3)
 
 
+def negative_mse(y_true, y_pred):
+    return -keras.ops.mean(keras.ops.square(y_pred - y_true), axis=-1)
+
+
+def test_dwa_with_a_loss_that_is_not_positive_stops_at_the_first_epoch_end():
+    """DWA weighs by the ratio of a loss's epoch averages, which a loss <= 0 makes meaningless
+    (Keras' `CosineSimilarity` goes to -1, say): the first epoch end says which loss."""
+    losses = {**kx_losses(), "neg": kx.LossDefinition("recon", "recon", negative_mse)}
+    model = two_output_model()
+    model.compile(optimizer="sgd", loss=losses, loss_weights="dwa")
+    match = (r"loss_weights='dwa': expected every loss's epoch average to be finite and > 0 .* "
+             r"Received: neg=-\d\.\d+ at epoch 0\.")
+    with pytest.raises(ValueError, match=match):
+        fit(None, epochs=2, model=model)
+
+
 def test_dwa_state_round_trips_through_save_and_load(tmp_path):
     model, _, _ = fit("dwa", epochs=2)
     model.save(str(tmp_path / "m.keras"))
