@@ -194,10 +194,13 @@ class LossWeights(Mapping):
 
     def callbacks(self, callbacks):
         """`fit`'s callbacks with the ones these weights need first: DWA's epoch-end update, the
-        check of the values that variable weights are assigned."""
+        check of the losses that uncertainty weights, and of the values that variable weights
+        are assigned."""
         own = []
         if self.state is not None and self.state.dwa_keys is not None:
             own.append(_DWACallback(self.state))
+        if self.state is not None and self.state.log_variances:
+            own.append(_UncertaintyCheck(self._weights, list(self.state.log_variances)))
         if self._variable_keys():
             own.append(_AssignedValueCheck(self))
         return [*own, *(callbacks or [])] if own else callbacks
@@ -422,6 +425,31 @@ def _unreadable(key, weight):
         "your own), where the weight would read as empty or as a constant of the trace. To "
         f"weigh with it, {fix}."
     )
+
+
+class _UncertaintyCheck(keras.callbacks.Callback):
+    """Raises at an epoch end where a loss weighed by `UncertaintyWeight` averaged <= 0 (or not
+    finite): its term `c * exp(-s) * L + s / 2` then has no minimum in `s`, and the learned
+    weight `c * exp(-s)` grows without bound, the total falling with it (a cosine-similarity
+    loss near -0.5: the weight from 0.55 to 103 in 30 epochs), where the paper's losses (squared
+    errors, cross-entropies) are > 0. Read from the epoch logs: nothing more per step."""
+
+    def __init__(self, weights, keys):
+        super().__init__()
+        self._weights = weights
+        self._keys = keys
+
+    def on_epoch_end(self, epoch, logs=None):
+        for key in self._keys:
+            value = (logs or {}).get(key)
+            if value is not None and not float(value) > 0:  # NaN too
+                raise ValueError(
+                    f"`loss_weights[{key!r}]` is {self._weights[key]!r}, which expects a loss "
+                    f"> 0 (a negative log-likelihood, as a squared error or a cross-entropy). "
+                    f"Received: {key}={float(value)} averaged over epoch {epoch}. For a loss "
+                    "<= 0 its term has no minimum: the learned weight would grow without bound. "
+                    "Weigh this loss with a number, a variable or a schedule instead."
+                )
 
 
 class _DWACallback(keras.callbacks.Callback):

@@ -23,6 +23,11 @@ def arrays():
     return {"x": x}, {"logits": y, "recon": recon}
 
 
+def negative_mse(y_true, y_pred):
+    """A loss < 0, which neither DWA nor uncertainty weighting can weigh."""
+    return -keras.ops.mean(keras.ops.square(y_pred - y_true), axis=-1)
+
+
 class BatchLogs(keras.callbacks.Callback):
     """The logs of every training batch, one list per epoch."""
 
@@ -500,6 +505,20 @@ def test_uncertainty_for_every_loss_round_trips_through_save_and_load(tmp_path):
         assert_close(got[key], want[key], rtol=1e-5, err_msg=key)
 
 
+@pytest.mark.parametrize("loss_weights", ["uncertainty", {"neg": kx.UncertaintyWeight()}])
+def test_uncertainty_for_a_loss_that_is_not_positive_stops_at_the_first_epoch_end(loss_weights):
+    """Kendall, Gal & Cipolla's term `c * exp(-s) * L + s / 2` has no minimum for a loss <= 0:
+    its weight would grow without bound (checked: a cosine-similarity loss's weight went from
+    0.55 to 103 in 30 epochs, the total from 1.07 to -73), silently."""
+    losses = {**kx_losses(), "neg": kx.LossDefinition("recon", "recon", negative_mse)}
+    model = two_output_model()
+    model.compile(optimizer="sgd", loss=losses, loss_weights=loss_weights)
+    match = (r"`loss_weights\['neg'\]` is UncertaintyWeight\(.*\), which expects a loss > 0 .*"
+             r"Received: neg=-\d\.\d+ averaged over epoch 0\..*grow without bound")
+    with pytest.raises(ValueError, match=match):
+        fit(None, epochs=2, model=model)
+
+
 def test_recompiling_drops_the_previous_weights_variables():
     model = two_output_model()
     n = len(model.trainable_variables)
@@ -563,10 +582,6 @@ def test_dwa_weights_follow_the_formula_on_the_logged_epoch_losses():
                      want[0] * history["ce"][epoch] + want[1] * history["mse"][epoch],
                      rtol=1e-4)  # fmt: skip
     assert_close(recorder.values("mse_weight")[6:9], [history["mse_weight"][2]] * 3)
-
-
-def negative_mse(y_true, y_pred):
-    return -keras.ops.mean(keras.ops.square(y_pred - y_true), axis=-1)
 
 
 def test_dwa_with_a_loss_that_is_not_positive_stops_at_the_first_epoch_end():
