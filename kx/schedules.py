@@ -25,6 +25,13 @@ _PACKAGE = "kx"
 
 
 def _check_value(owner, arg, value):
+    if callable(getattr(value, "assign", None)):  # a variable: `float` would read it once
+        raise TypeError(
+            f"{owner}: expected `{arg}` to be a number. Received a variable ({value!r}), whose "
+            "value the schedule would keep from now on: assigning it later would change "
+            "nothing. To change a loss weight during training, give the variable itself as "
+            "the weight, or write a LearningRateSchedule whose __call__ reads it."
+        )
     try:
         value = float(value)
     except (TypeError, ValueError) as e:

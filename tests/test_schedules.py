@@ -108,6 +108,12 @@ def test_works_as_a_learning_rate_schedule():
         (lambda: kx.schedules.StepwiseConstant([3, 2], [0, 1, 2]), r"increase strictly"),
         (lambda: kx.schedules.StepwiseConstant([3], [0.0]), r"one more value than boundaries"),
         (lambda: kx.schedules.StepwiseConstant([3], [0.0, float("nan")]), r"finite number"),
+        # `float` would read the variable once: later assignments would change nothing
+        (lambda: kx.schedules.LinearWarmup(5, value=keras.Variable(1.0, trainable=False)),
+         r"LinearWarmup: expected `value` to be a number. Received a variable .*changes? "
+         r"nothing.*give the variable itself as the weight"),
+        (lambda: kx.schedules.StepwiseConstant([3], [0.0, keras.Variable(1.0)]),
+         r"StepwiseConstant: expected `values` to be a number. Received a variable"),
     ],
 )
 def test_bad_arguments(make, match):
