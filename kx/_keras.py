@@ -172,6 +172,26 @@ def step_counter(optimizer):
     return (optimizer._iterations, steps) if steps else (optimizer.iterations, 1)
 
 
+class _ReadRecorder(keras.StatelessScope):
+    """A `StatelessScope` that records the variables read in it (`Variable.value` asks the
+    scope for each variable's current value)."""
+
+    def __init__(self):
+        super().__init__()
+        self.read = {}
+
+    def get_current_value(self, variable):
+        self.read[id(variable)] = variable
+        return super().get_current_value(variable)
+
+
+def variables_read(fn, *args):
+    """The `keras.Variable`s that calling `fn(*args)` eagerly reads, in order."""
+    with _ReadRecorder() as scope:
+        fn(*args)
+    return list(scope.read.values())
+
+
 def set_saved_compile_argument(model, name, value):
     """Makes `model.get_compile_config()` save `value` as `compile`'s argument `name` (Keras
     saves the arguments as given: `keras.Variable` loss weights fail on JAX and torch)."""

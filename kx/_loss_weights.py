@@ -139,9 +139,10 @@ class _Variable:
 
 
 class _Schedule:
-    def __init__(self, schedule, clamped):
+    def __init__(self, schedule, clamped, reads):
         self.schedule = schedule
         self.clamped = clamped  # read as max(value, 0): it rounds below 0 (`_check_schedule`)
+        self.reads = reads  # the keras.Variables it reads (a callback may assign them)
 
 
 class _DynamicWeightAverage:
@@ -288,6 +289,7 @@ class _LossWeightsState:
                 f"{key}_weight",
                 variable=weight.variable if isinstance(weight, _Variable) else None,
                 needs_count=isinstance(weight, _Schedule),
+                reads=weight.reads if isinstance(weight, _Schedule) else (),
             )
             for key, weight in weights.items()
         }
@@ -571,7 +573,9 @@ def _parse_one(name, weight):
         _check_constant(where, float(ops.convert_to_numpy(weight.value)), "holds")
         return _Variable(weight)
     if isinstance(weight, keras.optimizers.schedules.LearningRateSchedule):
-        return _Schedule(weight, clamped=_check_schedule(where, weight))
+        clamped = _check_schedule(where, weight)
+        reads = _keras.variables_read(weight, ops.convert_to_tensor(0, "int32"))
+        return _Schedule(weight, clamped, reads)
     if callable(getattr(weight, "assign", None)):  # a variable kx cannot follow: not frozen
         raise TypeError(
             f"{where}: expected a number, a non-trainable keras.Variable or a schedule. "
@@ -631,8 +635,10 @@ def _check_schedule(where, schedule):
 
 
 def _reader(weight):
-    """A function: the optimizer's iteration count -> the value of the `_Schedule` `weight`."""
-    read = schedule_reader(weight.schedule)
+    """A function: the optimizer's iteration count -> the value of the `_Schedule` `weight`. A
+    schedule that reads variables is evaluated as written (a table of its values would keep
+    theirs at compile)."""
+    read = weight.schedule if weight.reads else schedule_reader(weight.schedule)
     if not weight.clamped:
         return read
     return lambda step: ops.maximum(float32(read(step)), 0.0)

@@ -105,6 +105,34 @@ def test_scheduled_weight_inside_jit_compile_equals_schedule_at_each_step(
     assert "ce_weight" not in history  # constant weights are not logged
 
 
+class HeightWarmup(kx.schedules.LinearWarmup):
+    """A warm-up to a height that a callback sets: a schedule that reads a keras.Variable."""
+
+    def __init__(self, height):
+        super().__init__(4)
+        self.height = height
+
+    def __call__(self, step):
+        return self.height * super().__call__(step)
+
+
+def test_a_schedule_that_reads_a_variable_follows_its_assignments():
+    """The variable is read at every step, as on TensorFlow and torch: a JAX step used to see
+    its value at compile (a constant of the trace), and a kx schedule's table would keep it."""
+    height = keras.Variable(1.0, trainable=False)
+    raise_height = keras.callbacks.LambdaCallback(
+        on_epoch_begin=lambda epoch, logs: height.assign(1.0 + epoch))
+    x, y = arrays()
+    model, history, recorder = fit({"mse": HeightWarmup(height)}, epochs=3,
+                                   callbacks=[raise_height], validation_data=(x, y))  # fmt: skip
+    heights = np.repeat([1.0, 2.0, 3.0], 3)  # 3 batches an epoch
+    assert_close(recorder.values("mse_weight"), heights * np.minimum(np.arange(9) / 4, 1.0))
+    assert_total_is_weighted(recorder)
+    assert_close(history["val_mse_weight"], [0.75, 2.0, 3.0])  # after steps 3, 6 and 9
+    height.assign(0.5)
+    assert_close(model.evaluate(x, y, verbose=0, return_dict=True)["mse_weight"], 0.5)
+
+
 @pytest.mark.skipif(BACKEND == "torch", reason="Keras refuses steps_per_execution > 1 on torch")
 def test_scheduled_weight_with_steps_per_execution_equals_one_step_at_a_time():
     schedule = kx.schedules.LinearWarmup(5, value=0.8, start_value=0.1)

@@ -41,14 +41,16 @@ class CurrentValue(keras.metrics.Metric):
 
     `variable`: the variable that the weight is, if any (JAX's compiled steps are given its
     value); `needs_count`: the weight is a schedule of the optimizer's iteration count (JAX's
-    compiled test steps are given it).
+    compiled test steps are given it); `reads`: the variables that such a schedule reads (JAX's
+    compiled steps are given their values too).
     """
 
-    def __init__(self, name, variable=None, needs_count=False):
+    def __init__(self, name, variable=None, needs_count=False, reads=()):
         super().__init__(name=name, dtype="float32")
-        # Not tracked: the variable is a loss weight's, not this metric's; the logs hold
+        # Not tracked: the variables are a loss weight's, not this metric's; the logs hold
         # nothing to track.
         object.__setattr__(self, "variable", variable)
+        object.__setattr__(self, "reads", tuple(reads))
         object.__setattr__(self, "holder", _Logs())
         self.needs_count = needs_count
         self._given_outside(0.0)

@@ -50,9 +50,10 @@ variable, and kx's train and test functions put an assignment made while `fit` h
 its place there (`_function`). Given values and those copies are strongly typed (`_strong`):
 `keras.Variable(0.5)` holds a weakly typed array, each assignment stores a strongly typed one, and
 a step traced with the first would be traced and compiled again at the first assignment, mid-fit.
-A variable weight of Keras' own loss (`compile` with Keras' `loss` by output) is given and
-followed the same way; while the step is traced the variable stores the given (traced) value,
-which Keras' loss reads there (`_keras.stored_values`; another thread reading the variable during
+A variable weight of Keras' own loss (`compile` with Keras' `loss` by output), and a variable
+that a schedule reads (its `CurrentValue`'s `reads`, found at compile), are given and followed the
+same way; while the step is traced the variable stores the given (traced) value, which Keras' loss
+or the schedule reads there (`_keras.stored_values`; another thread reading the variable during
 that trace would see the traced value). The `<name>_weight` logs (`CurrentValue`) hold no state
 either. So nothing of a weight's is donated or returned but its log in the packed logs: the
 compiled train step of a variable weight differs from a constant one's by one scalar parameter
@@ -174,13 +175,14 @@ def _compiled_step(model, name, shardings):
         call = getattr(model, name)
     distributed = keras.distribution.distribution() is not None
     given = _given_variables(model, name)
-    keras_weights = {id(v) for v in _keras.keras_loss_weight_variables(model)}
+    read_as_stored = {id(v) for v in _read_as_stored(model)}
 
     def step(state, data, values=()):
         pairs = list(zip(given, values))
-        # Keras' own loss reads its variable weights as they are stored: the given values, here
+        # Keras' own loss and schedules read their variables as they are stored: the given
+        # values, here
         with _in_step(None, {id(v): value for v, value in pairs}), _keras.stored_values(
-            [(v, value) for v, value in pairs if id(v) in keras_weights]
+            [(v, value) for v, value in pairs if id(v) in read_as_stored]
         ):
             logs, state = call(state, data)
         if distributed:  # Keras gives `out_shardings` for the plain tuple
@@ -215,11 +217,18 @@ def _given_variables(model, name):
 
 
 def _variable_weights(model):
-    """The variables that weigh `model`'s losses: kx's (its `CurrentValue` trackers') and those
-    of Keras' own loss."""
+    """The variables that weigh `model`'s losses: kx's (its `CurrentValue` trackers'), those
+    that kx's schedules read, and those of Keras' own loss."""
     kx_weights = (m.variable for m in model.metrics if isinstance(m, CurrentValue))
-    weights = [*kx_weights, *_keras.keras_loss_weight_variables(model)]
+    weights = [*kx_weights, *_read_as_stored(model)]
     return [v for v in weights if v is not None]
+
+
+def _read_as_stored(model):
+    """The variables of `_variable_weights` that code other than kx's reads itself (not through
+    `read_variable`): Keras' own loss's variable weights, and the variables kx's schedules read."""
+    reads = (v for m in model.metrics if isinstance(m, CurrentValue) for v in m.reads)
+    return [*reads, *_keras.keras_loss_weight_variables(model)]
 
 
 class TrainStep:
