@@ -202,7 +202,7 @@ class LossWeights(Mapping):
             own.append(_DWACallback(self.state))
         if self.state is not None and self.state.log_variances:
             own.append(_UncertaintyCheck(self._weights, list(self.state.log_variances)))
-        if self._variable_keys():
+        if self._assigned_keys():
             own.append(_AssignedValueCheck(self))
         return [*own, *(callbacks or [])] if own else callbacks
 
@@ -216,6 +216,12 @@ class LossWeights(Mapping):
 
     def _variable_keys(self):
         return [key for key, weight in self._weights.items() if isinstance(weight, _Variable)]
+
+    def _assigned_keys(self):
+        """The keys whose weight follows variables that may be assigned after compile: a
+        variable weight, a schedule that reads variables."""
+        return [key for key, weight in self._weights.items()
+                if isinstance(weight, _Variable) or getattr(weight, "reads", None)]  # fmt: skip
 
 
 def attach(model, loss_weights):
@@ -356,7 +362,14 @@ def _check_assigned(key, value, when):
         raise ValueError(_assigned_message(key, value, when))
 
 
-def _assigned_message(key, value, when):
+def _assigned_message(key, value, when, schedule=None):
+    if schedule is not None:
+        return (
+            f"`loss_weights[{key!r}]` is the schedule {type(schedule).__name__}, which gave "
+            f"{value} {when}; a loss weight must be finite and >= 0. It reads keras.Variables "
+            "assigned since compile (by a callback or your own code): assign them values for "
+            "which it stays >= 0."
+        )
     return (
         f"`loss_weights[{key!r}]` is a keras.Variable that held {value} {when}; a loss weight "
         "must be finite and >= 0. It was assigned since compile (by a callback or your own "
@@ -366,8 +379,9 @@ def _assigned_message(key, value, when):
 
 class _AssignedValueCheck(keras.callbacks.Callback):
     """Raises when a variable loss weight is assigned a value that is not finite and >= 0 (a
-    negative one would train to increase its loss): before the first batch from the variable,
-    then from each batch's logged `<name>_weight`, the value that batch used (the logs are
+    negative one would train to increase its loss), or a schedule that reads variables gives
+    one: before the first batch from the variable (not the schedule's: it is checked at
+    compile), then from each batch's logged `<name>_weight`, the value that batch used (the logs are
     floats by then: nothing more is read). Async-safe: on JAX and torch Keras keeps dispatching
     batch ends to its threads, and the error reaches `fit` a batch or two later; Keras may then
     raise a later batch's error first, so every failing check raises the message of the first
@@ -378,7 +392,7 @@ class _AssignedValueCheck(keras.callbacks.Callback):
     def __init__(self, loss_weights):
         super().__init__()
         self._loss_weights = loss_weights
-        self._logged = {f"{key}_weight": key for key in loss_weights._variable_keys()}
+        self._logged = {f"{key}_weight": key for key in loss_weights._assigned_keys()}
         self._epoch = 0
         self._first = None  # the message of the first failing check
         self._lock = threading.Lock()
@@ -403,7 +417,10 @@ class _AssignedValueCheck(keras.callbacks.Callback):
             if value is not None and not 0.0 <= float(value) < math.inf:  # NaN too
                 with self._lock:
                     if self._first is None:
-                        self._first = _assigned_message(key, float(value), when.format(*where))
+                        weight = self._loss_weights[key]
+                        self._first = _assigned_message(
+                            key, float(value), when.format(*where),
+                            weight.schedule if isinstance(weight, _Schedule) else None)
                 raise ValueError(self._first)
 
 

@@ -969,6 +969,21 @@ def test_a_variable_assigned_a_bad_value_during_fit_is_reported(owner, value):
         model.fit(x, y, batch_size=16, epochs=3, verbose=0, callbacks=[setter])
 
 
+def test_a_schedule_made_negative_by_its_variable_during_fit_is_reported():
+    """A schedule that reads a variable is checked at compile with the variable's value then;
+    a later assignment is checked as a variable weight's, from the logs of the batch."""
+    height = keras.Variable(1.0, trainable=False)
+    model = two_output_model()
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss=kx_losses(),
+                  loss_weights={"mse": HeightWarmup(height)})  # fmt: skip
+    x, y = arrays()
+    with pytest.raises(ValueError, match=r"`loss_weights\['mse'\]` is the schedule HeightWarmup, "
+                                         r"which gave -1.0 in training batch 2 of epoch 1 .* "
+                                         r"It reads keras.Variables assigned since compile"):
+        model.fit(x, y, batch_size=16, epochs=3, verbose=0,
+                  callbacks=[AssignAt(height, -1.0, epoch=1, batch=2)])  # fmt: skip
+
+
 def test_a_variable_weight_is_checked_when_fit_and_evaluate_begin():
     variable = keras.Variable(0.5, trainable=False)
     model, _, _ = fit({"mse": variable}, epochs=1)
