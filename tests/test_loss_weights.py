@@ -133,6 +133,33 @@ def test_a_schedule_that_reads_a_variable_follows_its_assignments():
     assert_close(model.evaluate(x, y, verbose=0, return_dict=True)["mse_weight"], 0.5)
 
 
+class FiveTimesTheLearningRate(keras.optimizers.schedules.LearningRateSchedule):
+    def __init__(self, optimizer):
+        self.optimizer = optimizer
+
+    def __call__(self, step):
+        return self.optimizer.learning_rate * 5.0
+
+
+def test_a_schedule_that_reads_the_optimizers_variables_follows_them():
+    """On JAX the optimizer's variables are the train step's state, not given, and `fit`
+    empties them while that state is in flight: the step reads them from its state (the test
+    step is given them)."""
+    optimizer = keras.optimizers.SGD(0.1)
+    model = two_output_model()
+    model.compile(optimizer=optimizer, loss=kx_losses(),
+                  loss_weights={"mse": FiveTimesTheLearningRate(optimizer)})  # fmt: skip
+    decay = keras.callbacks.LambdaCallback(
+        on_epoch_begin=lambda epoch, logs: optimizer.learning_rate.assign(0.1 / (epoch + 1)))
+    x, y = arrays()
+    _, history, recorder = fit(None, epochs=2, model=model, callbacks=[decay],
+                               validation_data=(x, y))  # fmt: skip
+    assert_close(recorder.values("mse_weight"), [0.5] * 3 + [0.25] * 3)
+    assert_close(history["val_mse_weight"], [0.5, 0.25])
+    optimizer.learning_rate.assign(0.01)
+    assert_close(model.evaluate(x, y, verbose=0, return_dict=True)["mse_weight"], 0.05)
+
+
 @pytest.mark.skipif(BACKEND == "torch", reason="Keras refuses steps_per_execution > 1 on torch")
 def test_scheduled_weight_with_steps_per_execution_equals_one_step_at_a_time():
     schedule = kx.schedules.LinearWarmup(5, value=0.8, start_value=0.1)

@@ -205,11 +205,14 @@ def _given_variables(model, name):
     that the model does not own (its stateless step does not see it), kx's or Keras' own loss's
     (`compile` with Keras' `loss`), and in a test step the variable that counts the
     optimizer's steps, for a schedule (`_keras.step_counter`; the train step reads it from its
-    state)."""
+    state), and the optimizer's variables that a schedule reads (the train step: its state)."""
     trackers = [m for m in model.metrics if isinstance(m, CurrentValue)]
     owned = {id(v) for v in (*model.trainable_variables, *model.non_trainable_variables)}
     given = {id(v): v for v in _variable_weights(model) if id(v) not in owned}
     optimizer = getattr(model, "optimizer", None)
+    if name == "train_step" and optimizer is not None:  # in its state (`_optimizer_reads`)
+        for variable in optimizer.variables:
+            given.pop(id(variable), None)
     if name == "test_step" and optimizer is not None and any(t.needs_count for t in trackers):
         counter, _ = _keras.step_counter(optimizer)
         given[id(counter)] = counter
@@ -239,7 +242,7 @@ class TrainStep:
             super().__setattr__(name, value)
 
     def train_step(self, state, data):
-        with _in_step(state):
+        with _in_step(state), _keras.stored_values(_optimizer_reads(self, state)):
             return super().train_step(state, data)
 
     def test_step(self, state, data):
@@ -282,6 +285,18 @@ def _in_step(train_state, given=None):
             yield
     finally:
         _STEPS.depth, _STEPS.train_state, _STEPS.given = outer
+
+
+def _optimizer_reads(model, state):
+    """`(variable, value)` for each optimizer variable that a schedule reads (say the learning
+    rate), with its value in the train step's `state`: Keras' stateless step maps only the
+    model's and the metrics' variables where the loss runs, and `fit` empties the optimizer's
+    variables while their state is in flight."""
+    reads = {id(v) for m in model.metrics if isinstance(m, CurrentValue) for v in m.reads}
+    optimizer = getattr(model, "optimizer", None)
+    if not reads or optimizer is None:
+        return []
+    return [(v, state[2][j]) for j, v in enumerate(optimizer.variables) if id(v) in reads]
 
 
 def _step_depth():
