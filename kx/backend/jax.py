@@ -50,14 +50,16 @@ variable, and kx's train and test functions put an assignment made while `fit` h
 its place there (`_function`). Given values and those copies are strongly typed (`_strong`):
 `keras.Variable(0.5)` holds a weakly typed array, each assignment stores a strongly typed one, and
 a step traced with the first would be traced and compiled again at the first assignment, mid-fit.
-A variable weight of Keras' own loss (`compile` with Keras' `loss` by output), and a variable
-that a schedule reads (its `CurrentValue`'s `reads`, found at compile), are given and followed the
-same way; while the step is traced the variable stores the given (traced) value, which Keras' loss
-or the schedule reads there (`_keras.stored_values`; another thread reading the variable during
-that trace would see the traced value). The `<name>_weight` logs (`CurrentValue`) hold no state
-either. So nothing of a weight's is donated or returned but its log in the packed logs: the
-compiled train step of a variable weight differs from a constant one's by one scalar parameter
-(the same fusions and copies otherwise), a schedule's by the schedule's few scalar ops (fused).
+A variable weight of Keras' own loss (`compile` with Keras' `loss` by output), and a variable that
+a schedule reads (its `CurrentValue`'s `reads`, found at compile), are given and followed the same
+way; while the step is traced the variable stores the given (traced) value, which Keras' loss or
+the schedule reads there (`_keras.stored_values`; another thread reading the variable during that
+trace would see the traced value). An optimizer's variable that a schedule reads stores its value
+in the train step's state instead (`_optimizer_reads`). The `<name>_weight` logs (`CurrentValue`)
+hold no state either. So nothing of a weight's is donated or returned but its log in the packed
+logs: the compiled train step of a variable weight differs from a constant one's by one scalar
+parameter (the same fusions and copies otherwise), a schedule's by the schedule's few scalar ops
+(fused).
 Measured: 2-4 us a step on a 2-core CPU, of which about 1 us is the log and the Python around the
 step (`benchmarks/README.md`).
 
