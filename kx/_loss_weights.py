@@ -220,8 +220,10 @@ class LossWeights(Mapping):
     def _assigned_keys(self):
         """The keys whose weight follows variables that may be assigned after compile: a
         variable weight, a schedule that reads variables."""
-        return [key for key, weight in self._weights.items()
-                if isinstance(weight, _Variable) or getattr(weight, "reads", None)]  # fmt: skip
+        return [
+            key for key, weight in self._weights.items()
+            if isinstance(weight, _Variable) or (isinstance(weight, _Schedule) and weight.reads)
+        ]  # fmt: skip
 
 
 def attach(model, loss_weights):

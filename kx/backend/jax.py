@@ -232,8 +232,12 @@ def _variable_weights(model):
 def _read_as_stored(model):
     """The variables of `_variable_weights` that code other than kx's reads itself (not through
     `read_variable`): Keras' own loss's variable weights, and the variables kx's schedules read."""
-    reads = (v for m in model.metrics if isinstance(m, CurrentValue) for v in m.reads)
-    return [*reads, *_keras.keras_loss_weight_variables(model)]
+    return [*_schedule_reads(model), *_keras.keras_loss_weight_variables(model)]
+
+
+def _schedule_reads(model):
+    """The variables that `model`'s schedule weights read (their `CurrentValue`'s `reads`)."""
+    return [v for m in model.metrics if isinstance(m, CurrentValue) for v in m.reads]
 
 
 class TrainStep:
@@ -294,7 +298,7 @@ def _optimizer_reads(model, state):
     rate), with its value in the train step's `state`: Keras' stateless step maps only the
     model's and the metrics' variables where the loss runs, and `fit` empties the optimizer's
     variables while their state is in flight."""
-    reads = {id(v) for m in model.metrics if isinstance(m, CurrentValue) for v in m.reads}
+    reads = {id(v) for v in _schedule_reads(model)}
     optimizer = getattr(model, "optimizer", None)
     if not reads or optimizer is None:
         return []
